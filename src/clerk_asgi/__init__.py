@@ -1,0 +1,43 @@
+"""Clerk session authentication for Starlette and FastAPI.
+
+One pure-ASGI middleware verifies the Clerk session token of every request and applies a
+declarative route table; handlers read the result through one small dependency::
+
+    from clerk_asgi import Auth, ClerkMiddleware, Rule, current_auth
+
+    app.add_middleware(
+        ClerkMiddleware,
+        rules=[Rule.public("/", "/sign-in(.*)"), Rule.api("/api/(.*)")],
+        authorized_parties=["https://app.example.com"],
+    )
+"""
+
+from ._auth import Auth
+from ._dependencies import current_auth, get_auth, require_auth
+from ._middleware import ClerkMiddleware
+from ._rules import STATIC_ASSETS, Rule
+from .exceptions import (
+    AuthError,
+    ClerkError,
+    ConfigurationError,
+    ForbiddenError,
+    MiddlewareNotInstalledError,
+    SignedOutError,
+)
+
+__all__ = [
+    "STATIC_ASSETS",
+    "Auth",
+    "AuthError",
+    "ClerkError",
+    "ClerkMiddleware",
+    "ConfigurationError",
+    "ForbiddenError",
+    "MiddlewareNotInstalledError",
+    "Rule",
+    "SignedOutError",
+    "current_auth",
+    "get_auth",
+    "require_auth",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,89 @@
+"""Reading the Auth in handlers: ``get_auth``, ``current_auth`` and ``require_auth``.
+
+``current_auth`` and the callables ``require_auth`` returns are plain async functions taking a
+Starlette ``HTTPConnection``, so FastAPI's ``Depends`` injects them for HTTP routes and
+WebSockets alike. ``require_auth`` raises :class:`~clerk_asgi.exceptions.AuthError`, which
+``ClerkMiddleware`` answers with the same JSON shape as its own 401/403 responses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from starlette.requests import HTTPConnection
+
+from . import _reasons as R
+from ._auth import Auth, Reverification
+from ._middleware import AUTH_SCOPE_KEY
+from .exceptions import ForbiddenError, MiddlewareNotInstalledError, SignedOutError
+
+__all__ = ["current_auth", "get_auth", "require_auth"]
+
+
+def get_auth(conn: HTTPConnection | Mapping[str, Any]) -> Auth:
+    """The :class:`Auth` of a Request, WebSocket or raw ASGI scope.
+
+    Raises:
+        MiddlewareNotInstalledError: ``ClerkMiddleware`` did not handle this connection.
+    """
+    scope = conn.scope if isinstance(conn, HTTPConnection) else conn
+    auth = scope.get(AUTH_SCOPE_KEY)
+    if not isinstance(auth, Auth):
+        raise MiddlewareNotInstalledError
+    return auth
+
+
+async def current_auth(conn: HTTPConnection) -> Auth:
+    """Dependency form of :func:`get_auth`: ``auth: Auth = Depends(current_auth)``.
+
+    Returns the Auth whether signed in or not; use :func:`require_auth` to insist.
+    """
+    return get_auth(conn)
+
+
+def require_auth(
+    *,
+    role: str | None = None,
+    permission: str | None = None,
+    feature: str | None = None,
+    plan: str | None = None,
+    reverification: Reverification | None = None,
+) -> Callable[[HTTPConnection], Awaitable[Auth]]:
+    """A dependency that returns the Auth, or refuses the request.
+
+    Signed out -> 401 with the Auth's reason. Signed in, but ``auth.has(...)`` with the given
+    conditions fails -> 403 (``reverification-error`` when a reverification was asked for and
+    is what fails, else ``authorization-failed``). With no arguments it only requires a
+    signed-in user.
+
+    Example::
+
+        @app.get("/api/billing")
+        async def billing(auth: Auth = Depends(require_auth(permission="org:billing:manage"))):
+            ...
+    """
+    conditions: dict[str, Any] = {
+        name: value
+        for name, value in (
+            ("role", role),
+            ("permission", permission),
+            ("feature", feature),
+            ("plan", plan),
+            ("reverification", reverification),
+        )
+        if value is not None
+    }
+
+    async def dependency(conn: HTTPConnection) -> Auth:
+        auth = get_auth(conn)
+        if not auth.is_signed_in:
+            reason = auth.reason or R.SESSION_TOKEN_MISSING
+            raise SignedOutError(reason, f"Sign in required ({reason}).")
+        if conditions and not auth.has(**conditions):
+            if reverification is not None and not auth.has(reverification=reverification):
+                raise ForbiddenError(R.REVERIFICATION_ERROR, "Reverification required.")
+            raise ForbiddenError(R.AUTHORIZATION_FAILED, "Not allowed.")
+        return auth
+
+    return dependency

@@ -1,0 +1,264 @@
+"""Signing keys: a networkless PEM key, or a cached remote JWKS.
+
+``RemoteKeySet`` owns fetching and caching for one key source (one middleware instance, so no
+cache is ever shared between Clerk instances). Behaviour, with the defaults:
+
+* keys are fresh for ``ttl`` (300 s, Clerk's figure) after the last successful fetch;
+* concurrent callers share one in-flight fetch (single flight), which is shielded from the
+  cancellation of whoever started it and bounded by ``timeout`` (5 s) overall;
+* an unknown ``kid`` triggers one refetch, unless another unknown-kid refetch happened within
+  ``cooldown`` (30 s); the cold load and TTL refreshes don't count against it;
+* a failed fetch never clears the cache: the last good keys are served for ``stale_window``
+  (1 h) past their TTL, and fetch attempts are spaced by ``cooldown``;
+* a successful fetch replaces the key set whole, so a removed key is gone at once;
+* the body is capped (512 KiB); keys that are not RSA signature keys of 2048-4096 bits with
+  e = 65537 are ignored; a ``kid`` listed twice is refused; at most 50 keys are kept.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Final
+
+import anyio
+import httpx
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey, RSAPublicNumbers
+
+__all__ = [
+    "KeyLookupError",
+    "KeysUnavailableError",
+    "RemoteKeySet",
+    "StaticKeySet",
+    "UnknownKeyError",
+    "rsa_key_from_jwk",
+]
+
+logger = logging.getLogger("clerk_asgi")
+
+MAX_JWKS_BYTES: Final = 512 * 1024
+MAX_KEYS: Final = 50
+MAX_KID_LENGTH: Final = 256
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class KeyLookupError(Exception):
+    """No key for this token."""
+
+
+class UnknownKeyError(KeyLookupError):
+    """The JWKS has no usable key with this ``kid`` (reason ``jwk-kid-mismatch``)."""
+
+
+class KeysUnavailableError(KeyLookupError):
+    """No keys could be loaded at all (reason ``jwk-remote-failed-to-load``): answer 503."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"signing keys unavailable, retry after {retry_after}s")
+        self.retry_after = retry_after
+
+
+def _b64url_uint(value: object) -> int | None:
+    if not isinstance(value, str) or not _B64URL.fullmatch(value) or len(value) % 4 == 1:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):  # pragma: no cover - excluded by the regex above
+        return None
+    return int.from_bytes(raw, "big")
+
+
+def rsa_key_from_jwk(jwk: object) -> RSAPublicKey | None:
+    """The RSA public key of a JWK usable for RS256 signatures, or None if it must be ignored.
+
+    Ignored (RFC 7517 §5): non-objects, ``kty`` other than ``RSA``, ``use`` other than
+    ``sig``, ``key_ops`` without ``verify``, ``alg`` other than ``RS256``, missing or malformed
+    ``n``/``e``, moduli outside 2048-4096 bits, exponents other than 65537.
+    """
+    if not isinstance(jwk, Mapping) or jwk.get("kty") != "RSA":
+        return None
+    if jwk.get("use", "sig") != "sig" or jwk.get("alg", "RS256") != "RS256":
+        return None
+    key_ops = jwk.get("key_ops")
+    if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
+        return None
+    n, e = _b64url_uint(jwk.get("n")), _b64url_uint(jwk.get("e"))
+    if n is None or e != 65537 or not 2048 <= n.bit_length() <= 4096:
+        return None
+    return RSAPublicNumbers(e, n).public_key()
+
+
+def parse_jwks(body: bytes) -> dict[str, RSAPublicKey] | None:
+    """Usable keys by ``kid`` from a JWKS body; None when the body is not a JWKS at all."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    keys = document.get("keys") if isinstance(document, dict) else None
+    if not isinstance(keys, list):
+        return None
+    found: dict[str, RSAPublicKey] = {}
+    duplicates: set[str] = set()
+    for jwk in keys:
+        kid = jwk.get("kid") if isinstance(jwk, dict) else None
+        if not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID_LENGTH:
+            continue
+        key = rsa_key_from_jwk(jwk)
+        if key is None:
+            continue
+        if kid in found or kid in duplicates:
+            duplicates.add(kid)
+            found.pop(kid, None)
+            continue
+        if len(found) < MAX_KEYS:
+            found[kid] = key
+    if duplicates:
+        logger.warning(
+            "JWKS lists %d kid(s) more than once; tokens naming them are refused.", len(duplicates)
+        )
+    return found
+
+
+class StaticKeySet:
+    """One PEM key, no network. Like Clerk's ``jwtKey``, the token's ``kid`` is not compared."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: RSAPublicKey) -> None:
+        self._key = key
+
+    def peek(self, kid: str) -> RSAPublicKey | None:
+        return self._key
+
+    async def get(self, kid: str, *, may_refetch: bool = True) -> RSAPublicKey:
+        return self._key
+
+    def retry_after(self) -> int:  # pragma: no cover - a static key is never unavailable
+        return 0
+
+
+class RemoteKeySet:
+    """A JWKS fetched with an injected ``httpx.AsyncClient`` and clock (see the module doc)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float],
+        ttl: float = 300.0,
+        cooldown: float = 30.0,
+        stale_window: float = 3600.0,
+        timeout: float = 5.0,
+    ) -> None:
+        self.url = url
+        self._headers = dict(headers or {})
+        self._client = http_client
+        self._clock = clock
+        self._ttl = ttl
+        self._cooldown = cooldown
+        self._stale_window = stale_window
+        self._timeout = timeout
+        self._keys: dict[str, RSAPublicKey] | None = None
+        self._fetched_at = -math.inf
+        self._next_attempt_at = -math.inf
+        self._last_kid_refetch = -math.inf
+        self._in_flight: anyio.Event | None = None
+
+    def _fresh(self, now: float) -> bool:
+        return self._fetched_at <= now < self._fetched_at + self._ttl
+
+    def peek(self, kid: str) -> RSAPublicKey | None:
+        """The cached key for ``kid`` if the cache is fresh; never does I/O."""
+        keys = self._keys
+        if keys is None or not self._fresh(self._clock()):
+            return None
+        return keys.get(kid)
+
+    def retry_after(self) -> int:
+        """Seconds until the next fetch attempt is allowed (for ``Retry-After``), at least 1."""
+        return max(1, math.ceil(self._next_attempt_at - self._clock()))
+
+    async def get(self, kid: str, *, may_refetch: bool = True) -> RSAPublicKey:
+        """The key for ``kid``, fetching when the cache is cold, stale or lacks the kid.
+
+        ``may_refetch=False`` forbids the unknown-kid refetch (for tokens that would fail
+        anyway). Raises UnknownKeyError or KeysUnavailableError.
+        """
+        now = self._clock()
+        if self._keys is not None and self._fresh(now):
+            key = self._keys.get(kid)
+            if key is not None:
+                return key
+            if not may_refetch or now < self._last_kid_refetch + self._cooldown:
+                raise UnknownKeyError(kid)
+            self._last_kid_refetch = now
+            await self._refresh()
+        elif now >= self._next_attempt_at:
+            await self._refresh()
+        keys = self._keys
+        now = self._clock()
+        if keys is None or now >= self._fetched_at + self._ttl + self._stale_window:
+            raise KeysUnavailableError(self.retry_after())
+        key = keys.get(kid)
+        if key is None:
+            raise UnknownKeyError(kid)
+        return key
+
+    async def _refresh(self) -> None:
+        """Fetch once for everyone waiting; shielded so a cancelled caller can't abort it."""
+        if self._in_flight is not None:
+            await self._in_flight.wait()
+            return
+        done = self._in_flight = anyio.Event()
+        try:
+            with anyio.CancelScope(shield=True):
+                keys = await self._fetch()
+                now = self._clock()
+                self._next_attempt_at = now + self._cooldown
+                if keys:
+                    self._keys, self._fetched_at = keys, now
+        finally:
+            self._in_flight = None
+            done.set()
+
+    async def _fetch(self) -> dict[str, RSAPublicKey] | None:
+        client = self._client
+        if client is None:
+            client = self._client = httpx.AsyncClient(follow_redirects=False)
+        try:
+            with anyio.fail_after(self._timeout):
+                async with client.stream(
+                    "GET",
+                    self.url,
+                    headers=self._headers,
+                    timeout=self._timeout,
+                    follow_redirects=False,
+                ) as response:
+                    if response.status_code != 200:
+                        logger.warning(
+                            "JWKS fetch from %s failed: HTTP %d", self.url, response.status_code
+                        )
+                        return None
+                    body = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) > MAX_JWKS_BYTES:
+                            logger.warning(
+                                "JWKS from %s exceeds %d bytes", self.url, MAX_JWKS_BYTES
+                            )
+                            return None
+        except Exception as exc:  # any transport failure is a failed fetch, never a 500
+            logger.warning("JWKS fetch from %s failed: %s", self.url, type(exc).__name__)
+            return None
+        keys = parse_jwks(bytes(body))
+        if not keys:
+            logger.warning("JWKS from %s holds no usable RS256 signing key", self.url)
+            return None
+        return keys

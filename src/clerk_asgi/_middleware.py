@@ -1,0 +1,442 @@
+"""``ClerkMiddleware``: authenticate every request, then let the matching rule decide.
+
+One request, start to finish (DESIGN.md §2):
+
+1. lifespan passes through; scope types other than http/websocket are refused;
+2. one pass over the headers finds the token carriers and every client copy of ``x-user-id``;
+3. the route path (``scope["path"]`` minus ``root_path``) picks the first matching rule;
+4. the token (Authorization header first, else the ``__session`` cookie) becomes an Auth;
+5. the rule decides: run the app, redirect to sign-in, or answer 401/403/503;
+6. the app runs with a new scope: the Auth under ``"clerk_asgi.auth"``, spoofed identity
+   headers removed, and on API routes exactly one ``x-user-id``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Final, Literal
+
+import httpx
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import _config as C
+from . import _reasons as R
+from ._auth import Auth
+from ._keys import RemoteKeySet, StaticKeySet
+from ._responses import Refusal, redirect_url_for, request_origin, send_refusal, with_query
+from ._rules import Rule, RuleMatcher, route_path
+from ._tokens import AMBIGUOUS, Carrier, session_cookie, token_from_authorization
+from ._verify import KeySet, TokenVerifier
+from .exceptions import AuthError, ConfigurationError
+
+__all__ = ["AUTH_SCOPE_KEY", "ClerkMiddleware"]
+
+logger = logging.getLogger("clerk_asgi")
+
+#: The scope key under which the middleware stores the request's :class:`Auth`.
+AUTH_SCOPE_KEY: Final = "clerk_asgi.auth"
+
+DEFAULT_API_URL: Final = "https://api.clerk.com"
+_SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+_NO_TOKEN: Final = Auth.signed_out(R.SESSION_TOKEN_MISSING)
+
+# Header name -> slot in the per-request scan.
+_AUTHORIZATION, _COOKIE, _DEST, _ACCEPT, _HOST, _ORIGIN, _SITE, _XRW = range(8)
+_WATCHED: Final = {
+    b"authorization": _AUTHORIZATION,
+    b"cookie": _COOKIE,
+    b"sec-fetch-dest": _DEST,
+    b"accept": _ACCEPT,
+    b"host": _HOST,
+    b"origin": _ORIGIN,
+    b"sec-fetch-site": _SITE,
+    b"x-requested-with": _XRW,
+}
+
+
+class ClerkMiddleware:
+    """Authenticate requests with Clerk session tokens and enforce a route table.
+
+    Every parameter is keyword-only and falls back to its ``CLERK_*`` environment variable.
+    Keys come from the first of ``jwt_key`` (networkless), ``jwks_url``, ``secret_key``
+    (Backend API ``/v1/jwks``) and ``publishable_key`` (Frontend API
+    ``/.well-known/jwks.json``); the publishable key (or ``issuer``) also fixes the expected
+    ``iss``.
+
+    Args:
+        app: the ASGI app to protect.
+        rules: :class:`Rule` objects; the first whose pattern matches the path decides.
+        default: the rule for paths no rule matches (default: ``Rule.protect()``).
+        sign_in_url: where signed-out browser navigations to protected pages are sent
+            (``CLERK_SIGN_IN_URL``; default: the Account Portal of the publishable key). Its
+            path is always public.
+        authorized_parties: origins allowed in the token's ``azp`` (``CLERK_AUTHORIZED_PARTIES``,
+            comma-separated). Strongly recommended.
+        publishable_key, secret_key, jwt_key, jwks_url: key material, see above.
+        issuer: expected ``iss`` when no publishable key gives it.
+        api_url: Backend API base for ``secret_key`` (``CLERK_API_URL``).
+        public_origin: the site's public origin (``https://app.example.com``) for building
+            ``redirect_url`` behind proxies; default: the request's own origin.
+        audience: when set, the token's ``aud`` must contain one of these.
+        clock_skew: tolerance in seconds for ``exp``/``nbf``/``iat`` (default 5; 0 honoured).
+        treat_pending_as_signed_out: ``sts: pending`` sessions are signed out (default True).
+        max_token_age: when set, tokens issued (``iat``) longer ago than this many seconds are
+            refused (``token-too-old``).
+        http_client: the ``httpx.AsyncClient`` for JWKS fetches (default: one of our own).
+        clock: wall-clock seconds (default ``time.time``); inject a fake one in tests.
+        jwks_cache_ttl, jwks_cooldown, jwks_stale_window, jwks_timeout: key-cache tuning
+            (300 s, 30 s, 3600 s, 5 s).
+        token_cache_size: verified tokens remembered until they expire (default 4096; 0: off).
+
+    Raises:
+        ConfigurationError: at construction, for anything that cannot work.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        rules: Sequence[Rule] = (),
+        default: Rule | Literal["protect", "public", "api"] = "protect",
+        sign_in_url: str | None = None,
+        authorized_parties: Iterable[str] | None = None,
+        publishable_key: str | None = None,
+        secret_key: str | None = None,
+        jwt_key: str | None = None,
+        jwks_url: str | None = None,
+        issuer: str | None = None,
+        api_url: str | None = None,
+        public_origin: str | None = None,
+        audience: Iterable[str] | str | None = None,
+        clock_skew: float = 5.0,
+        treat_pending_as_signed_out: bool = True,
+        max_token_age: float | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] | None = None,
+        jwks_cache_ttl: float = 300.0,
+        jwks_cooldown: float = 30.0,
+        jwks_stale_window: float = 3600.0,
+        jwks_timeout: float = 5.0,
+        token_cache_size: int = 4096,
+    ) -> None:
+        self.app = app
+        clock = clock or time.time
+        for name, value in (
+            ("clock_skew", clock_skew),
+            ("jwks_cache_ttl", jwks_cache_ttl),
+            ("jwks_cooldown", jwks_cooldown),
+            ("jwks_stale_window", jwks_stale_window),
+        ):
+            if not value >= 0:
+                raise ConfigurationError(f"{name} must be a number >= 0, got {value!r}.")
+        if not jwks_timeout > 0:
+            raise ConfigurationError(f"jwks_timeout must be > 0 seconds, got {jwks_timeout!r}.")
+        if max_token_age is not None and not max_token_age > 0:
+            raise ConfigurationError(f"max_token_age must be > 0 seconds, got {max_token_age!r}.")
+
+        publishable = C.env(publishable_key, "CLERK_PUBLISHABLE_KEY")
+        pk = C.parse_publishable_key(publishable) if publishable else None
+        self.issuer = issuer or (pk.issuer if pk else None)
+        if issuer is not None:
+            C.validate_origin(issuer, "issuer")
+        self.keys = self._key_set(
+            jwt_key=C.env(jwt_key, "CLERK_JWT_KEY"),
+            jwks_url=C.env(jwks_url, "CLERK_JWKS_URL"),
+            secret_key=C.env(secret_key, "CLERK_SECRET_KEY"),
+            pk=pk,
+            api_url=C.env(api_url, "CLERK_API_URL") or DEFAULT_API_URL,
+            http_client=http_client,
+            clock=clock,
+            ttl=jwks_cache_ttl,
+            cooldown=jwks_cooldown,
+            stale_window=jwks_stale_window,
+            timeout=jwks_timeout,
+        )
+        self.authorized_parties = C.parse_authorized_parties(
+            C.env(None, "CLERK_AUTHORIZED_PARTIES")
+            if authorized_parties is None
+            else authorized_parties
+        )
+        if isinstance(audience, str):
+            audience = [audience]
+        self.public_origin = (
+            C.validate_origin(public_origin, "public_origin") if public_origin else None
+        )
+
+        sign_in = C.env(sign_in_url, "CLERK_SIGN_IN_URL")
+        if sign_in is None and pk is not None:
+            sign_in = pk.accounts_sign_in_url
+        self.sign_in_url = C.validate_redirect_target(sign_in, "sign_in_url") if sign_in else None
+
+        if isinstance(default, str):
+            if default not in ("protect", "public", "api"):
+                raise ConfigurationError(
+                    f"default must be 'protect', 'public', 'api' or a Rule, got {default!r}."
+                )
+            default = Rule(default)
+        rules = list(rules)
+        for rule in [*rules, default]:
+            if not isinstance(rule, Rule):
+                raise ConfigurationError(
+                    f"rules must hold Rule objects (Rule.public/protect/api), got {rule!r}."
+                )
+            if rule.unauthorized_url is not None:
+                C.validate_redirect_target(rule.unauthorized_url, "unauthorized_url")
+        self._matcher = RuleMatcher(self._sign_in_rules(rules, default), default)
+        self._check_redirect_targets(rules)
+
+        self.verifier = TokenVerifier(
+            self.keys,
+            clock=clock,
+            issuer=self.issuer,
+            authorized_parties=self.authorized_parties,
+            audience=frozenset(audience or ()),
+            clock_skew=clock_skew,
+            treat_pending_as_signed_out=treat_pending_as_signed_out,
+            max_token_age=max_token_age,
+            cache_size=token_cache_size,
+        )
+        if self.issuer is None:
+            logger.info("No publishable key or issuer configured: token 'iss' is not checked.")
+        if not self.authorized_parties:
+            logger.info("No authorized_parties configured: token 'azp' is not checked.")
+
+    @staticmethod
+    def _key_set(
+        *,
+        jwt_key: str | None,
+        jwks_url: str | None,
+        secret_key: str | None,
+        pk: C.PublishableKey | None,
+        api_url: str,
+        http_client: httpx.AsyncClient | None,
+        clock: Callable[[], float],
+        ttl: float,
+        cooldown: float,
+        stale_window: float,
+        timeout: float,
+    ) -> KeySet:
+        if jwt_key:
+            return StaticKeySet(C.load_pem_key(jwt_key))
+        headers: dict[str, str] = {}
+        if jwks_url:
+            url = C.validate_jwks_url(jwks_url)
+        elif secret_key:
+            secret = C.validate_secret_key(secret_key)
+            url = C.validate_jwks_url(api_url.rstrip("/") + "/v1/jwks")
+            headers["Authorization"] = f"Bearer {secret}"
+        elif pk is not None:
+            url = pk.jwks_url
+        else:
+            raise ConfigurationError(
+                "No Clerk key material: set one of CLERK_JWT_KEY (PEM public key, networkless), "
+                "CLERK_SECRET_KEY, CLERK_PUBLISHABLE_KEY or CLERK_JWKS_URL, or pass jwt_key=, "
+                "secret_key=, publishable_key= or jwks_url= to ClerkMiddleware."
+            )
+        return RemoteKeySet(
+            url,
+            headers=headers,
+            http_client=http_client,
+            clock=clock,
+            ttl=ttl,
+            cooldown=cooldown,
+            stale_window=stale_window,
+            timeout=timeout,
+        )
+
+    def _own_path(self, url: str | None) -> str | None:
+        """The path of ``url`` when it points at this site (a path, or on ``public_origin``)."""
+        if url is None:
+            return None
+        if url.startswith("/"):
+            return url.split("?", 1)[0].split("#", 1)[0]
+        if self.public_origin and url.startswith(self.public_origin + "/"):
+            return self._own_path(url[len(self.public_origin) :])
+        return None
+
+    def _sign_in_rules(self, rules: list[Rule], default: Rule) -> list[Rule]:
+        """Make the sign-in path (and its sub-pages) public; refuse rules that protect it."""
+        path = self._own_path(self.sign_in_url)
+        if path is None:
+            return rules
+        explicit = RuleMatcher(rules, Rule.public()).match(path)
+        if explicit.kind != "public":
+            raise ConfigurationError(
+                f"sign_in_url path {path!r} is covered by a Rule.{explicit.kind}(...) rule, so "
+                "signing in would itself require signing in. Make it public "
+                f"(Rule.public({path!r} + '(.*)')) or move the rule."
+            )
+        base = path.rstrip("/") or "/"
+        return [Rule.public(base if base == "/" else base + "/:rest*"), *rules]
+
+    def _check_redirect_targets(self, rules: list[Rule]) -> None:
+        for rule in rules:
+            path = self._own_path(rule.unauthorized_url)
+            if path is not None and self._matcher.match(path) is rule:
+                raise ConfigurationError(
+                    f"unauthorized_url {rule.unauthorized_url!r} is covered by the very rule "
+                    "that redirects to it, which would loop. Make it public or protect it "
+                    "without role/permission."
+                )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            if kind == "lifespan":
+                await self.app(scope, receive, send)
+            else:
+                logger.warning("Refusing ASGI scope of unknown type %r", kind)
+            return
+
+        found: list[bytes | None] = [None] * 8
+        authorizations = 0
+        cookies: list[bytes] = []
+        spoofed = False
+        for name, value in scope["headers"]:
+            slot = _WATCHED.get(name)
+            if slot is None:
+                if len(name) == 9 and name.lower().replace(b"_", b"-") == b"x-user-id":
+                    spoofed = True
+            elif slot == _AUTHORIZATION:
+                authorizations += 1
+                found[_AUTHORIZATION] = value
+            elif slot == _COOKIE:
+                cookies.append(value)
+            elif found[slot] is None:
+                found[slot] = value
+
+        rule = self._matcher.match(route_path(scope))
+
+        token: str | None = None
+        carrier: Carrier = "header"
+        if authorizations > 1:
+            token = AMBIGUOUS
+        elif authorizations == 1:
+            token = token_from_authorization(found[_AUTHORIZATION].decode("latin-1"))  # type: ignore[union-attr]
+        if token is None and cookies:
+            token, carrier = session_cookie(cookies), "cookie"
+        if token is None:
+            auth = _NO_TOKEN
+        elif token is AMBIGUOUS:
+            auth = Auth.signed_out(R.TOKEN_INVALID)
+        else:
+            auth = await self.verifier.authenticate(token)
+            if carrier == "cookie" and auth.user_id is not None and self._cross_site(scope, found):
+                auth = Auth.signed_out(R.ORIGIN_NOT_AUTHORIZED)
+
+        if rule.kind != "public":
+            refusal = self._refusal(scope, rule, auth, found, token is not None)
+            if refusal is not None:
+                await send_refusal(scope, receive, send, refusal)
+                return
+
+        scope = {**scope, AUTH_SCOPE_KEY: auth}
+        user_id = auth.user_id
+        inject = rule.kind == "api" and user_id is not None
+        if spoofed or inject:
+            headers = [
+                (n, v)
+                for n, v in scope["headers"]
+                if len(n) != 9 or n.lower().replace(b"_", b"-") != b"x-user-id"
+            ]
+            if inject:
+                headers.append((b"x-user-id", user_id.encode("ascii")))  # type: ignore[union-attr]
+            scope["headers"] = headers
+        watch = _ResponseWatch(send)
+        if inject and kind == "http":
+            watch.add_header = (b"x-user-id", user_id.encode("ascii"))  # type: ignore[union-attr]
+        try:
+            await self.app(scope, receive, watch)
+        except AuthError as error:  # raised by require_auth(): answered here, in one place
+            if watch.started:
+                if kind == "http":
+                    raise
+                await send({"type": "websocket.close", "code": 1008, "reason": error.reason})
+                return
+            refusal = Refusal(
+                status=error.status_code,
+                reason=error.reason,
+                auth_status="signed-out" if error.status_code == 401 else "signed-in",
+                token_presented=token is not None,
+            )
+            await send_refusal(scope, receive, send, refusal)
+
+    def _refusal(
+        self,
+        scope: Scope,
+        rule: Rule,
+        auth: Auth,
+        found: list[bytes | None],
+        token_presented: bool,
+    ) -> Refusal | None:
+        """What a protect/api rule answers for ``auth``, or None to run the app."""
+        if auth.user_id is None:
+            reason = auth.reason or R.SESSION_TOKEN_MISSING
+            if reason == R.JWK_REMOTE_FAILED_TO_LOAD:
+                return Refusal(503, reason, retry_after=self.keys.retry_after())
+            if rule.kind == "protect" and self.sign_in_url and _is_navigation(scope, found):
+                target = with_query(
+                    self.sign_in_url,
+                    "redirect_url",
+                    redirect_url_for(scope, found[_HOST], self.public_origin),
+                )
+                return Refusal(307, reason, location=target)
+            return Refusal(401, reason, token_presented=token_presented)
+        if not rule.requires_authorization or auth.has(role=rule.role, permission=rule.permission):
+            return None
+        if rule.unauthorized_url and _is_navigation(scope, found):
+            return Refusal(307, R.AUTHORIZATION_FAILED, "signed-in", location=rule.unauthorized_url)
+        return Refusal(403, R.AUTHORIZATION_FAILED, "signed-in")
+
+    def _cross_site(self, scope: Scope, found: list[bytes | None]) -> bool:
+        """A cookie-carried session used cross-site (CSRF / cross-site WebSocket hijacking).
+
+        WebSocket handshakes must send an allowed ``Origin``; state-changing HTTP methods are
+        refused when ``Origin`` names another site or ``Sec-Fetch-Site`` says cross-site.
+        """
+        websocket: bool = scope["type"] == "websocket"
+        if not websocket and scope["method"] in _SAFE_METHODS:
+            return False
+        if found[_SITE] == b"cross-site":
+            return True
+        origin = found[_ORIGIN]
+        if origin is None:
+            return websocket
+        text: str = origin.decode("latin-1")
+        if self.authorized_parties:
+            return text not in self.authorized_parties
+        return text != (self.public_origin or request_origin(scope, found[_HOST]))
+
+
+def _is_navigation(scope: Scope, found: list[bytes | None]) -> bool:
+    """A browser page load: GET/HEAD with ``Sec-Fetch-Dest`` document/iframe, or no
+    ``Sec-Fetch-Dest`` and ``Accept`` naming text/html (and not an XMLHttpRequest)."""
+    if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+        return False
+    dest = found[_DEST]
+    if dest is not None:
+        return dest in (b"document", b"iframe")
+    accept = found[_ACCEPT]
+    return accept is not None and b"text/html" in accept and found[_XRW] is None
+
+
+class _ResponseWatch:
+    """Wraps ``send``: notes whether the response (or WebSocket accept) has started, and
+    appends ``add_header`` to the response head (the seed echoes ``x-user-id`` there)."""
+
+    __slots__ = ("add_header", "send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+        self.add_header: tuple[bytes, bytes] | None = None
+
+    async def __call__(self, message: Message) -> None:
+        if not self.started:
+            self.started = True
+            if self.add_header is not None and message["type"] == "http.response.start":
+                headers = [*message.get("headers", ()), self.add_header]
+                message = {**message, "headers": headers}
+        await self.send(message)

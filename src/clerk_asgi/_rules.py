@@ -1,0 +1,248 @@
+"""Route rules: Clerk's ``createRouteMatcher`` pattern syntax, compiled once.
+
+Patterns follow path-to-regexp 6 as vendored by ``@clerk/shared`` (reference/clerk-semantics.md
+§7): anchored at both ends, case-insensitive, an optional trailing ``/``, ``(.*)`` groups,
+``:param`` segments with ``?``/``*``/``+`` modifiers. Examples::
+
+    "/sign-in(.*)"      -> ^/sign-in(.*)[/#?]?$        also matches /sign-inx (sibling!)
+    "/api/(.*)"         -> ^/api(?:/(.*))[/#?]?$       /api/ and /api/x, not /api
+    "/dashboard/:path*" -> /dashboard, /dashboard/a/b, not /dashboardx
+    "/orgs/:slug"       -> /orgs/acme
+
+Compiled ``re.Pattern`` objects are used as they are (with ``search``: anchor them yourself);
+callables receive the route path and return a bool.
+
+The matcher classifies exactly the path the router dispatches on: ``scope["path"]`` minus
+``root_path`` (Starlette's ``get_route_path``), already percent-decoded by the server.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from .exceptions import ConfigurationError
+
+__all__ = ["STATIC_ASSETS", "Pattern", "Rule", "RuleMatcher", "compile_pattern", "route_path"]
+
+Kind = Literal["public", "protect", "api"]
+Pattern = str | re.Pattern[str] | Callable[[str], bool]
+
+_SEGMENT: Final = r"[^/#?]+?"
+_NAME = re.compile(r"[A-Za-z0-9_]+")
+
+#: Paths ending in a static-file extension (the seed's Next.js matcher list). A routing
+#: convenience for ``Rule.public(STATIC_ASSETS)``, never a security boundary: anything whose
+#: path ends in ``.css`` becomes public, whatever serves it.
+STATIC_ASSETS: Final = re.compile(
+    r"^/(?:[^?#]*/)?[^/?#]+\.(?:html?|css|js|mjs|map|jpe?g|webp|avif|png|gif|svg|ttf|otf|woff2?"
+    r"|ico|csv|docx?|xlsx?|zip|webmanifest|txt)$",
+    re.IGNORECASE,
+)
+
+
+def _group_end(pattern: str, start: int) -> int:
+    """Index just past the ``)`` closing the group opened at ``pattern[start]``."""
+    depth, i = 0, start
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    raise ConfigurationError(f"Unbalanced '(' in route pattern {pattern!r}.")
+
+
+def compile_pattern(pattern: str) -> str:
+    """Translate one Clerk/path-to-regexp-6 pattern into a regular expression source.
+
+    Raises:
+        ConfigurationError: the pattern does not start with ``/`` or is malformed.
+    """
+    if not pattern.startswith("/"):
+        raise ConfigurationError(
+            f"Route pattern {pattern!r} must start with '/' (for example '/dashboard(.*)')."
+        )
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        prefix = ""
+        if char == "/" and i + 1 < len(pattern) and pattern[i + 1] in ":(":
+            prefix, i = "/", i + 1
+            char = pattern[i]
+        if char == ":" or char == "(":
+            if char == ":":
+                name = _NAME.match(pattern, i + 1)
+                if name is None:
+                    raise ConfigurationError(
+                        f"Missing parameter name after ':' in route pattern {pattern!r}."
+                    )
+                i = name.end()
+                body = _SEGMENT
+                if i < len(pattern) and pattern[i] == "(":
+                    end = _group_end(pattern, i)
+                    body, i = pattern[i + 1 : end - 1], end
+            else:
+                end = _group_end(pattern, i)
+                body, i = pattern[i + 1 : end - 1], end
+                if not body:
+                    raise ConfigurationError(f"Empty group '()' in route pattern {pattern!r}.")
+            modifier = pattern[i] if i < len(pattern) and pattern[i] in "?*+" else ""
+            i += len(modifier)
+            p = re.escape(prefix)
+            if modifier in ("*", "+"):
+                repeated = f"(?:{p}((?:{body})(?:{p}(?:{body}))*))"
+                out.append(repeated + ("?" if modifier == "*" else ""))
+            else:
+                out.append(f"(?:{p}({body})){modifier}")
+            continue
+        if char == "\\" and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        out.append(re.escape(char))
+        i += 1
+    return "".join(out) + "[/#?]?"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One line of the route table: which paths, and what they require.
+
+    Build rules with :meth:`public`, :meth:`protect` and :meth:`api`; the first rule whose
+    pattern matches a request's path decides it.
+    """
+
+    kind: Kind
+    patterns: tuple[Pattern, ...] = ()
+    role: str | None = None
+    permission: str | None = None
+    unauthorized_url: str | None = None
+
+    @classmethod
+    def public(cls, *patterns: Pattern) -> Rule:
+        """Paths anyone may open; the handler still sees who is signed in, if anyone."""
+        return cls("public", patterns)
+
+    @classmethod
+    def protect(
+        cls,
+        *patterns: Pattern,
+        role: str | None = None,
+        permission: str | None = None,
+        unauthorized_url: str | None = None,
+    ) -> Rule:
+        """Pages that need a signed-in user (and, optionally, an org role or permission).
+
+        Signed-out browser navigations are redirected to the sign-in URL, other requests get
+        401; a signed-in user lacking ``role``/``permission`` is sent to ``unauthorized_url``
+        (browser navigations) or gets 403.
+        """
+        return cls("protect", patterns, role, permission, unauthorized_url)
+
+    @classmethod
+    def api(
+        cls, *patterns: Pattern, role: str | None = None, permission: str | None = None
+    ) -> Rule:
+        """API paths: never redirected, 401/403 JSON, ``x-user-id`` injected when allowed."""
+        return cls("api", patterns, role, permission)
+
+    @property
+    def requires_authorization(self) -> bool:
+        return self.role is not None or self.permission is not None
+
+
+def route_path(scope: Mapping[str, Any]) -> str:
+    """The path the router dispatches on: ``scope["path"]`` minus ``root_path`` (Starlette)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if not root or not path.startswith(root):
+        return path
+    if path == root:
+        return ""
+    return path[len(root) :] if path[len(root)] == "/" else path
+
+
+_ODD = re.compile(r"//|/\.\.?(?:/|$)|[\x00-\x1f\x7f\\]")
+
+
+def is_odd_path(path: str) -> bool:
+    """Dot segments, ``//``, backslashes or control characters: never allowed to be public."""
+    return _ODD.search(path) is not None
+
+
+def _compile(rules: Iterable[Rule]) -> list[tuple[Callable[[str], object], list[Rule]]]:
+    """Turn rules into match steps; consecutive string patterns share one regex."""
+    steps: list[tuple[Callable[[str], object], list[Rule]]] = []
+    pending: list[str] = []
+    pending_rules: list[Rule] = []
+
+    def flush() -> None:
+        if pending:
+            combined = re.compile("|".join(pending), re.IGNORECASE)
+            steps.append((combined.match, list(pending_rules)))
+            pending.clear()
+            pending_rules.clear()
+
+    for rule in rules:
+        for pattern in rule.patterns:
+            if isinstance(pattern, str):
+                pending.append(f"(?P<r{len(pending)}>{compile_pattern(pattern)})$")
+                pending_rules.append(rule)
+                continue
+            flush()
+            if isinstance(pattern, re.Pattern):
+                steps.append((pattern.search, [rule]))
+            elif callable(pattern):
+                steps.append((pattern, [rule]))
+            else:
+                raise ConfigurationError(
+                    f"Route pattern {pattern!r} must be a string, a compiled regex or a "
+                    "callable taking the path."
+                )
+    flush()
+    return steps
+
+
+def _first(steps: list[tuple[Callable[[str], object], list[Rule]]], path: str) -> Rule | None:
+    for test, rules in steps:
+        found = test(path)
+        if found:
+            if len(rules) == 1:
+                return rules[0]
+            return rules[int(found.lastgroup[1:])]  # type: ignore[attr-defined]
+    return None
+
+
+class RuleMatcher:
+    """First-match-wins lookup from a path to its rule, compiled once.
+
+    Runs of string patterns are merged into one regular expression, so a typical route table
+    costs a single ``re.match`` per request. Paths that look odd (see :func:`is_odd_path`) are
+    matched against the non-public rules only, so no normalisation trick can make them public.
+    """
+
+    __slots__ = ("_default", "_steps", "_strict_default", "_strict_steps")
+
+    def __init__(self, rules: Iterable[Rule], default: Rule) -> None:
+        rules = tuple(rules)
+        self._steps = _compile(rules)
+        self._default = default
+        self._strict_steps = _compile(r for r in rules if r.kind != "public")
+        self._strict_default = default if default.kind != "public" else Rule.protect()
+
+    def match(self, path: str) -> Rule:
+        """The rule deciding ``path``: the first match, else the default."""
+        rule = _first(self._steps, path) or self._default
+        if rule.kind == "public" and is_odd_path(path):
+            return _first(self._strict_steps, path) or self._strict_default
+        return rule

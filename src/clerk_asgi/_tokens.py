@@ -1,0 +1,61 @@
+"""Where the session token comes from (reference/clerk-semantics.md §1.3-§1.4).
+
+* An ``Authorization`` header that yields a token wins, even when that token is invalid: the
+  cookie is then not consulted. ``Bearer <token>`` (exact case) or a bare token yield one; any
+  other scheme (``Basic``, lowercase ``bearer``...) is ignored and the cookie is used.
+* More than one ``Authorization`` header is ambiguous and counts as an invalid header token.
+* The ``__session`` cookie: the raw ``Cookie`` header(s) are split on ``;`` first and each
+  value decoded after, so an encoded ``%3B`` can never forge a cookie; the *first*
+  ``__session`` wins (Clerk); quoted values are unquoted; malformed neighbours are skipped.
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from typing import Final, Literal
+from urllib.parse import unquote
+
+__all__ = ["AMBIGUOUS", "Carrier", "session_cookie", "token_from_authorization"]
+
+Carrier = Literal["header", "cookie"]
+
+#: Stands for "several Authorization headers": rejected as an invalid token.
+AMBIGUOUS: Final = "\x00ambiguous"
+
+
+def token_from_authorization(value: str) -> str | None:
+    """The token an ``Authorization`` value yields, or None when it yields none.
+
+    >>> token_from_authorization("Bearer abc")
+    'abc'
+    >>> token_from_authorization("abc")
+    'abc'
+    >>> token_from_authorization("Basic dXNlcjpwYXNz") is None
+    True
+    """
+    scheme, _, rest = value.partition(" ")
+    if not rest:
+        return scheme or None
+    if scheme == "Bearer":
+        return rest
+    return None
+
+
+def session_cookie(headers: list[bytes], name: str = "__session") -> str | None:
+    """The value of the first ``name`` cookie across the raw ``Cookie`` headers (None if empty)."""
+    for raw in headers:
+        text = raw.decode("latin-1")
+        if name not in text:
+            continue
+        for pair in text.split(";"):
+            key, sep, value = pair.partition("=")
+            if not sep or key.strip() != name:
+                continue
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            if "%" in value:
+                with suppress(UnicodeDecodeError):  # a malformed escape stays as it is
+                    value = unquote(value, errors="strict")
+            return value or None
+    return None

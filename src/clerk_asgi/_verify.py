@@ -1,0 +1,259 @@
+"""Session-token verification: structure, then signature, then claims.
+
+Order (``@clerk/backend`` ``verifyJwt`` plus the hardening of security-cases.md §B-§D):
+
+1. size cap and compact form (three canonical base64url segments) -> ``token-invalid``;
+2. JOSE header: a JSON object without duplicate members; ``cat`` a session category,
+   ``typ`` absent or ``JWT`` -> else ``token-type-mismatch``/``token-invalid``; no ``crit`` or
+   ``b64``; ``alg`` exactly ``RS256`` -> else ``token-invalid-algorithm``; ``kid`` a short
+   non-empty string. ``jwk``/``jku``/``x5u``/``x5c`` are never read.
+3. payload: a JSON object without duplicate members (not yet trusted);
+4. key by ``kid`` (``jwk-kid-mismatch``/``jwk-remote-failed-to-load``), then the RSASSA-PKCS1
+   v1.5 SHA-256 signature over the exact received bytes -> ``token-invalid-signature``;
+5. claims, only now: ``sub`` (printable ASCII, not a machine ``mch_``), ``sid``, ``azp``,
+   ``aud`` (when configured), ``exp``/``nbf``/``iat`` (JSON numbers, clock skew), ``iss``
+   (when known), token age (when configured), ``sts``.
+
+Verified tokens are remembered until they expire (bounded, first-in first-out), keyed by the
+exact token string: any other spelling of the same token is verified from scratch, and the
+signature segment must be canonical, so a cache hit is exactly a token that verified.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from collections.abc import Callable
+from typing import Any, Final, Protocol
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.hashes import SHA256
+
+from . import _reasons as R
+from ._auth import Auth
+from ._keys import MAX_KID_LENGTH, KeysUnavailableError, UnknownKeyError
+
+__all__ = ["MAX_TOKEN_LENGTH", "KeySet", "TokenVerifier", "verify_signature"]
+
+MAX_TOKEN_LENGTH: Final = 8192
+_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_SUBJECT = re.compile(r"[\x21-\x7e]{1,256}")
+_SESSION_CATEGORIES: Final = frozenset({"cl_B7d4PD111AAA", "cl_I7d4PD111III"})
+_MACHINE_PREFIXES: Final = ("mt_", "oat_", "ak_", "m2m_")
+_PADDING = PKCS1v15()
+_SHA256 = SHA256()
+
+
+class KeySet(Protocol):
+    def peek(self, kid: str) -> RSAPublicKey | None: ...
+    async def get(self, kid: str, *, may_refetch: bool = True) -> RSAPublicKey: ...
+    def retry_after(self) -> int: ...
+
+
+class _Rejected(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def verify_signature(key: RSAPublicKey, signing_input: bytes, signature: bytes) -> bool:
+    """RSASSA-PKCS1-v1_5 with SHA-256: the one primitive every token goes through."""
+    try:
+        key.verify(signature, signing_input, _PADDING, _SHA256)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate member name")
+    return result
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_object(segment: str) -> dict[str, Any]:
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        value = json.loads(
+            raw.decode("utf-8"),
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_reject_constant,
+        )
+    except (ValueError, RecursionError, binascii.Error):
+        raise _Rejected(R.TOKEN_INVALID) from None
+    if not isinstance(value, dict):
+        raise _Rejected(R.TOKEN_INVALID)
+    return value
+
+
+def _number(claims: dict[str, Any], name: str, *, required: bool) -> float | None:
+    value = claims.get(name)
+    if value is None and name not in claims and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _Rejected(R.TOKEN_VERIFICATION_FAILED)
+    return value
+
+
+def _canonical_signature(segment: str) -> bytes:
+    """Decode the signature segment, refusing non-canonical spellings (non-zero trailing bits)."""
+    if len(segment) % 4 == 1:
+        raise _Rejected(R.TOKEN_INVALID)
+    signature = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    if base64.urlsafe_b64encode(signature).rstrip(b"=") != segment.encode("ascii"):
+        raise _Rejected(R.TOKEN_INVALID)
+    return signature
+
+
+class TokenVerifier:
+    """Turns a token string into an :class:`Auth` (signed in, or signed out with a reason)."""
+
+    def __init__(
+        self,
+        keys: KeySet,
+        *,
+        clock: Callable[[], float],
+        issuer: str | None = None,
+        authorized_parties: frozenset[str] = frozenset(),
+        audience: frozenset[str] = frozenset(),
+        clock_skew: float = 5.0,
+        treat_pending_as_signed_out: bool = True,
+        max_token_age: float | None = None,
+        cache_size: int = 4096,
+    ) -> None:
+        self.keys = keys
+        self._clock = clock
+        self._issuer = issuer
+        self._parties = authorized_parties
+        self._audience = audience
+        self._skew = clock_skew
+        self._pending_signed_out = treat_pending_as_signed_out
+        self._max_age = max_token_age
+        self._cache_size = cache_size
+        # token -> (auth, exp, iat, kid, key)
+        self._cache: dict[str, tuple[Auth, float, float | None, str, RSAPublicKey]] = {}
+
+    async def authenticate(self, token: str) -> Auth:
+        """Verify ``token``; never raises for any input."""
+        hit = self._cache.get(token)
+        if hit is not None:
+            auth, exp, iat, kid, key = hit
+            now = self._clock()
+            if (
+                exp > now - self._skew
+                and (self._max_age is None or now - iat <= self._max_age)  # type: ignore[operator]
+                and self.keys.peek(kid) is key
+            ):
+                return auth
+            del self._cache[token]
+        try:
+            return await self._verify(token)
+        except _Rejected as rejected:
+            return Auth.signed_out(rejected.reason)
+        except KeysUnavailableError:
+            return Auth.signed_out(R.JWK_REMOTE_FAILED_TO_LOAD)
+        except UnknownKeyError:
+            return Auth.signed_out(R.JWK_KID_MISMATCH)
+
+    async def _verify(self, token: str) -> Auth:
+        if len(token) > MAX_TOKEN_LENGTH or not _COMPACT.fullmatch(token):
+            if token.startswith(_MACHINE_PREFIXES):
+                raise _Rejected(R.TOKEN_TYPE_MISMATCH)
+            raise _Rejected(R.TOKEN_INVALID)
+        header_b64, payload_b64, signature_b64 = token.split(".")
+        header = _json_object(header_b64)
+        kid = self._check_header(header)
+        claims = _json_object(payload_b64)
+        signature = _canonical_signature(signature_b64)
+
+        key = self.keys.peek(kid)
+        if key is None:
+            key = await self.keys.get(kid, may_refetch=self._worth_a_refetch(claims))
+        signing_input = token[: len(header_b64) + 1 + len(payload_b64)].encode("ascii")
+        if not verify_signature(key, signing_input, signature):
+            raise _Rejected(R.TOKEN_INVALID_SIGNATURE)
+
+        exp, iat = self._check_claims(claims)
+        auth = Auth.from_claims(claims, token)
+        if auth.session_status == "pending" and self._pending_signed_out:
+            auth = Auth.signed_out(R.SESSION_PENDING, session_status="pending")
+        self._remember(token, (auth, exp, iat, kid, key))
+        return auth
+
+    @staticmethod
+    def _check_header(header: dict[str, Any]) -> str:
+        category = header.get("cat")
+        if category is not None and category not in _SESSION_CATEGORIES:
+            raise _Rejected(R.TOKEN_TYPE_MISMATCH)
+        typ = header.get("typ")
+        if typ is not None and typ != "JWT":
+            at_jwt = typ in ("at+jwt", "application/at+jwt")
+            raise _Rejected(R.TOKEN_TYPE_MISMATCH if at_jwt else R.TOKEN_INVALID)
+        if "crit" in header or "b64" in header:
+            raise _Rejected(R.TOKEN_INVALID)
+        if header.get("alg") != "RS256":
+            raise _Rejected(R.TOKEN_INVALID_ALGORITHM)
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID_LENGTH:
+            raise _Rejected(R.TOKEN_INVALID)
+        return kid
+
+    def _worth_a_refetch(self, claims: dict[str, Any]) -> bool:
+        """Cheap unverified checks before an unknown-kid refetch; a failure changes no answer."""
+        exp = claims.get("exp")
+        if not isinstance(exp, int | float) or exp <= self._clock() - self._skew:
+            return False
+        return self._issuer is None or claims.get("iss") == self._issuer
+
+    def _check_claims(self, claims: dict[str, Any]) -> tuple[float, float | None]:
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not _SUBJECT.fullmatch(sub):
+            raise _Rejected(R.TOKEN_VERIFICATION_FAILED)
+        if sub.startswith("mch_"):
+            raise _Rejected(R.TOKEN_TYPE_MISMATCH)
+        sid = claims.get("sid")
+        if not isinstance(sid, str) or not sid:
+            raise _Rejected(R.TOKEN_TYPE_MISMATCH)
+        if self._parties and claims.get("azp") not in self._parties:
+            raise _Rejected(R.TOKEN_INVALID_AUTHORIZED_PARTIES)
+        if self._audience:
+            aud = claims.get("aud")
+            values = [aud] if isinstance(aud, str) else aud
+            if not isinstance(values, list) or self._audience.isdisjoint(
+                v for v in values if isinstance(v, str)
+            ):
+                raise _Rejected(R.TOKEN_INVALID_AUDIENCE)
+        exp = _number(claims, "exp", required=True)
+        nbf = _number(claims, "nbf", required=False)
+        iat = _number(claims, "iat", required=False)
+        now = self._clock()
+        if exp <= now - self._skew:  # type: ignore[operator]
+            raise _Rejected(R.TOKEN_EXPIRED)
+        if nbf is not None and nbf > now + self._skew:
+            raise _Rejected(R.TOKEN_NOT_ACTIVE_YET)
+        if iat is not None and iat > now + self._skew:
+            raise _Rejected(R.TOKEN_IAT_IN_THE_FUTURE)
+        if self._issuer is not None and claims.get("iss") != self._issuer:
+            raise _Rejected(R.TOKEN_INVALID_ISSUER)
+        if self._max_age is not None and (iat is None or now - iat > self._max_age):
+            raise _Rejected(R.TOKEN_TOO_OLD)
+        return exp, iat  # type: ignore[return-value]
+
+    def _remember(
+        self, token: str, entry: tuple[Auth, float, float | None, str, RSAPublicKey]
+    ) -> None:
+        cache = self._cache
+        if self._cache_size <= 0:
+            return
+        if len(cache) >= self._cache_size:
+            del cache[next(iter(cache))]
+        cache[token] = entry
