@@ -1,0 +1,74 @@
+"""Shared fixtures: real RSA keys (generated once per run), a fake clock, a clean environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from clerk_asgi.testing import KeyPair, MockClerk
+
+CLERK_ENV = (
+    "CLERK_PUBLISHABLE_KEY",
+    "CLERK_SECRET_KEY",
+    "CLERK_JWT_KEY",
+    "CLERK_JWKS_URL",
+    "CLERK_API_URL",
+    "CLERK_AUTHORIZED_PARTIES",
+    "CLERK_SIGN_IN_URL",
+)
+
+#: A fixed "now" for the fake clock (2027-01-15T08:00:00Z).
+NOW = 1_800_000_000.0
+
+
+class FakeClock:
+    """Wall-clock seconds that only move when a test says so."""
+
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture(scope="session")
+def key() -> KeyPair:
+    """K1: the instance's signing key, published as kid "k1"."""
+    return KeyPair.generate("k1")
+
+
+@pytest.fixture(scope="session")
+def attacker_key() -> KeyPair:
+    """KX: an attacker's key, never published (kid "k1" to impersonate K1)."""
+    return KeyPair.generate("k1")
+
+
+@pytest.fixture(scope="session")
+def second_key() -> KeyPair:
+    """K2: a second published key, for rotations."""
+    return KeyPair.generate("k2")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def clerk(key: KeyPair) -> MockClerk:
+    """A mock Clerk instance: issuer https://clerk.example.com, app https://app.example.com."""
+    return MockClerk(key=key)
+
+
+@pytest.fixture(autouse=True)
+def _clean_clerk_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No CLERK_* variable of the developer's shell leaks into a test."""
+    for name in CLERK_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
