@@ -58,7 +58,7 @@ async def test_signed_in_api_request_reaches_the_handler(
 async def test_require_auth_answers_403_with_the_middleware_json_shape(
     clerk: MockClerk, clock: FakeClock
 ) -> None:
-    """require_auth(permission=...) refuses a member without it: 403, same JSON as the middleware."""
+    """require_auth(permission=...) refuses a member: 403 with the middleware's JSON shape."""
     app = quickstart_app(clerk, clock)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=clerk.origin) as c:
         r = await c.get("/api/billing", headers=clerk.auth_headers(issued_at=clock.now))
