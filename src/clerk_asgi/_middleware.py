@@ -322,7 +322,7 @@ class ClerkMiddleware:
         elif token is AMBIGUOUS:
             auth = Auth.signed_out(R.TOKEN_INVALID)
         else:
-            auth = await self.verifier.authenticate(token)
+            auth = self.verifier.cached(token) or await self.verifier.authenticate(token)
             if carrier == "cookie" and auth.user_id is not None and self._cross_site(scope, found):
                 auth = Auth.signed_out(R.ORIGIN_NOT_AUTHORIZED)
 
@@ -334,34 +334,47 @@ class ClerkMiddleware:
 
         scope = {**scope, AUTH_SCOPE_KEY: auth}
         user_id = auth.user_id
-        inject = rule.kind == "api" and user_id is not None
-        if spoofed or inject:
-            headers = [
+        identity: tuple[bytes, bytes] | None = None
+        if rule.kind == "api" and user_id is not None:
+            identity = (b"x-user-id", user_id.encode("ascii"))  # ASCII: checked by the verifier
+        if spoofed:
+            scope["headers"] = [
                 (n, v)
                 for n, v in scope["headers"]
                 if len(n) != 9 or n.lower().replace(b"_", b"-") != b"x-user-id"
             ]
-            if inject:
-                headers.append((b"x-user-id", user_id.encode("ascii")))  # type: ignore[union-attr]
-            scope["headers"] = headers
-        watch = _ResponseWatch(send)
-        if inject and kind == "http":
-            watch.add_header = (b"x-user-id", user_id.encode("ascii"))  # type: ignore[union-attr]
+        if identity is not None:
+            scope["headers"] = [*scope["headers"], identity]
+        watch = None
+        if identity is not None or kind == "websocket":
+            send = watch = _ResponseWatch(send, identity if kind == "http" else None)
         try:
-            await self.app(scope, receive, watch)
+            await self.app(scope, receive, send)
         except AuthError as error:  # raised by require_auth(): answered here, in one place
+            await self._refuse_late(scope, send, watch, error, token is not None)
+
+    @staticmethod
+    async def _refuse_late(
+        scope: Scope, send: Send, watch: _ResponseWatch | None, error: AuthError, token: bool
+    ) -> None:
+        """Answer an AuthError raised by the app, unless its response has already begun."""
+        if watch is not None:
+            send = watch.send
             if watch.started:
-                if kind == "http":
-                    raise
+                if scope["type"] == "http":
+                    raise error
                 await send({"type": "websocket.close", "code": 1008, "reason": error.reason})
                 return
-            refusal = Refusal(
-                status=error.status_code,
-                reason=error.reason,
-                auth_status="signed-out" if error.status_code == 401 else "signed-in",
-                token_presented=token is not None,
-            )
-            await send_refusal(scope, receive, send, refusal)
+        refusal = Refusal(
+            status=error.status_code,
+            reason=error.reason,
+            auth_status="signed-out" if error.status_code == 401 else "signed-in",
+            token_presented=token,
+        )
+        try:
+            await send_refusal(scope, _never_receive, send, refusal)
+        except Exception:  # the response had already started: the server refused a second one
+            raise error from None
 
     def _refusal(
         self,
@@ -422,16 +435,20 @@ def _is_navigation(scope: Scope, found: list[bytes | None]) -> bool:
     return accept is not None and b"text/html" in accept and found[_XRW] is None
 
 
+async def _never_receive() -> Message:  # pragma: no cover - refusals never read the request
+    raise RuntimeError("refusals do not read the request")
+
+
 class _ResponseWatch:
     """Wraps ``send``: notes whether the response (or WebSocket accept) has started, and
     appends ``add_header`` to the response head (the seed echoes ``x-user-id`` there)."""
 
     __slots__ = ("add_header", "send", "started")
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, add_header: tuple[bytes, bytes] | None) -> None:
         self.send = send
         self.started = False
-        self.add_header: tuple[bytes, bytes] | None = None
+        self.add_header = add_header
 
     async def __call__(self, message: Message) -> None:
         if not self.started:

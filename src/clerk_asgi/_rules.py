@@ -231,7 +231,10 @@ class RuleMatcher:
     matched against the non-public rules only, so no normalisation trick can make them public.
     """
 
-    __slots__ = ("_default", "_steps", "_strict_default", "_strict_steps")
+    __slots__ = ("_cache", "_default", "_steps", "_strict_default", "_strict_steps")
+
+    #: Paths whose rule is remembered (string and regex patterns only: callables may not be pure).
+    CACHE_SIZE: Final = 1024
 
     def __init__(self, rules: Iterable[Rule], default: Rule) -> None:
         rules = tuple(rules)
@@ -239,9 +242,22 @@ class RuleMatcher:
         self._default = default
         self._strict_steps = _compile(r for r in rules if r.kind != "public")
         self._strict_default = default if default.kind != "public" else Rule.protect()
+        pure = all(isinstance(p, str | re.Pattern) for r in rules for p in r.patterns)
+        self._cache: dict[str, Rule] | None = {} if pure else None
 
     def match(self, path: str) -> Rule:
         """The rule deciding ``path``: the first match, else the default."""
+        cache = self._cache
+        if cache is None:
+            return self._match(path)
+        rule = cache.get(path)
+        if rule is None:
+            if len(cache) >= self.CACHE_SIZE:
+                cache.clear()
+            rule = cache[path] = self._match(path)
+        return rule
+
+    def _match(self, path: str) -> Rule:
         rule = _first(self._steps, path) or self._default
         if rule.kind == "public" and is_odd_path(path):
             return _first(self._strict_steps, path) or self._strict_default

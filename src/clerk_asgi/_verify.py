@@ -139,22 +139,30 @@ class TokenVerifier:
         self._pending_signed_out = treat_pending_as_signed_out
         self._max_age = max_token_age
         self._cache_size = cache_size
-        # token -> (auth, exp, iat, kid, key)
-        self._cache: dict[str, tuple[Auth, float, float | None, str, RSAPublicKey]] = {}
+        # token -> (auth, valid while now < this, and now <= this (max age), kid, key)
+        self._cache: dict[str, tuple[Auth, float, float, str, RSAPublicKey]] = {}
+
+    def cached(self, token: str) -> Auth | None:
+        """The Auth of a token verified before and still valid, without any I/O; else None.
+
+        A hit is re-checked every time: ``exp`` (with skew) and ``max_token_age`` against the
+        clock, and the key that verified it must still be the current, fresh key for its kid.
+        """
+        hit = self._cache.get(token)
+        if hit is None:
+            return None
+        auth, valid_before, fresh_until, kid, key = hit
+        now = self._clock()
+        if now < valid_before and now <= fresh_until and self.keys.peek(kid) is key:
+            return auth
+        del self._cache[token]
+        return None
 
     async def authenticate(self, token: str) -> Auth:
         """Verify ``token``; never raises for any input."""
-        hit = self._cache.get(token)
+        hit = self.cached(token)
         if hit is not None:
-            auth, exp, iat, kid, key = hit
-            now = self._clock()
-            if (
-                exp > now - self._skew
-                and (self._max_age is None or now - iat <= self._max_age)  # type: ignore[operator]
-                and self.keys.peek(kid) is key
-            ):
-                return auth
-            del self._cache[token]
+            return hit
         try:
             return await self._verify(token)
         except _Rejected as rejected:
@@ -186,7 +194,8 @@ class TokenVerifier:
         auth = Auth.from_claims(claims, token)
         if auth.session_status == "pending" and self._pending_signed_out:
             auth = Auth.signed_out(R.SESSION_PENDING, session_status="pending")
-        self._remember(token, (auth, exp, iat, kid, key))
+        fresh_until = math.inf if self._max_age is None else iat + self._max_age  # type: ignore[operator]
+        self._remember(token, (auth, exp + self._skew, fresh_until, kid, key))
         return auth
 
     @staticmethod
@@ -248,9 +257,7 @@ class TokenVerifier:
             raise _Rejected(R.TOKEN_TOO_OLD)
         return exp, iat  # type: ignore[return-value]
 
-    def _remember(
-        self, token: str, entry: tuple[Auth, float, float | None, str, RSAPublicKey]
-    ) -> None:
+    def _remember(self, token: str, entry: tuple[Auth, float, float, str, RSAPublicKey]) -> None:
         cache = self._cache
         if self._cache_size <= 0:
             return
