@@ -183,7 +183,8 @@ class RemoteKeySet:
 
     def retry_after(self) -> int:
         """Seconds until the next fetch attempt is allowed (for ``Retry-After``), at least 1."""
-        return max(1, math.ceil(self._next_attempt_at - self._clock()))
+        remaining = self._next_attempt_at - self._clock()
+        return max(1, math.ceil(remaining)) if remaining > 0 else 1
 
     async def get(self, kid: str, *, may_refetch: bool = True) -> RSAPublicKey:
         """The key for ``kid``, fetching when the cache is cold, stale or lacks the kid.
@@ -196,10 +197,13 @@ class RemoteKeySet:
             key = self._keys.get(kid)
             if key is not None:
                 return key
-            if not may_refetch or now < self._last_kid_refetch + self._cooldown:
+            if self._in_flight is not None:  # a fetch is on its way: its keys may hold the kid
+                await self._in_flight.wait()
+            elif may_refetch and now >= self._last_kid_refetch + self._cooldown:
+                self._last_kid_refetch = now
+                await self._refresh()
+            else:
                 raise UnknownKeyError(kid)
-            self._last_kid_refetch = now
-            await self._refresh()
         elif now >= self._next_attempt_at:
             await self._refresh()
         keys = self._keys
