@@ -189,7 +189,7 @@ class Auth:
             org_permissions=permissions,
             session_status=_str_or_none(claims.get("sts")),
             actor=MappingProxyType(dict(actor)) if isinstance(actor, Mapping) else None,
-            claims=MappingProxyType(dict(claims)),
+            claims=MappingProxyType(claims),
             token=token,
         )
 

@@ -22,10 +22,11 @@ signature segment must be canonical, so a cache hit is exactly a token that veri
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import math
 import re
+import string
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
@@ -41,6 +42,7 @@ from ._keys import MAX_KID_LENGTH, KeysUnavailableError, UnknownKeyError
 __all__ = ["MAX_TOKEN_LENGTH", "KeySet", "TokenVerifier", "verify_signature"]
 
 MAX_TOKEN_LENGTH: Final = 8192
+_HEADER_CACHE_SIZE: Final = 64
 _COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _SUBJECT = re.compile(r"[\x21-\x7e]{1,256}")
 _SESSION_CATEGORIES: Final = frozenset({"cl_B7d4PD111AAA", "cl_I7d4PD111III"})
@@ -80,17 +82,20 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+# Strict JSON: no duplicate member names, no NaN/Infinity.
+_DECODER: Final = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates, parse_constant=_reject_constant
+)
+
+
 def _json_object(segment: str) -> dict[str, Any]:
+    """A base64url segment holding exactly one JSON object, nothing before or after it."""
     try:
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-        value = json.loads(
-            raw.decode("utf-8"),
-            object_pairs_hook=_no_duplicates,
-            parse_constant=_reject_constant,
-        )
-    except (ValueError, RecursionError, binascii.Error):
+        text = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)).decode("utf-8")
+        value, end = _DECODER.raw_decode(text)
+    except (ValueError, RecursionError):
         raise _Rejected(R.TOKEN_INVALID) from None
-    if not isinstance(value, dict):
+    if end != len(text) or not isinstance(value, dict):
         raise _Rejected(R.TOKEN_INVALID)
     return value
 
@@ -104,14 +109,24 @@ def _number(claims: dict[str, Any], name: str, *, required: bool) -> float | Non
     return value
 
 
+_B64_VALUE: Final = {
+    c: i
+    for i, c in enumerate(string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_")
+}
+# Bits of the last base64url character that must be zero, by segment length modulo 4.
+_TAIL_BITS: Final = {0: 0, 2: 0b1111, 3: 0b11}
+
+
 def _canonical_signature(segment: str) -> bytes:
-    """Decode the signature segment, refusing non-canonical spellings (non-zero trailing bits)."""
-    if len(segment) % 4 == 1:
+    """Decode the signature segment, refusing non-canonical spellings (non-zero trailing bits).
+
+    The signature covers the header and payload segments as written, so only the signature
+    segment itself could be re-spelled without breaking verification.
+    """
+    unused = _TAIL_BITS.get(len(segment) % 4)
+    if unused is None or _B64_VALUE[segment[-1]] & unused:
         raise _Rejected(R.TOKEN_INVALID)
-    signature = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    if base64.urlsafe_b64encode(signature).rstrip(b"=") != segment.encode("ascii"):
-        raise _Rejected(R.TOKEN_INVALID)
-    return signature
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
 class TokenVerifier:
@@ -139,8 +154,10 @@ class TokenVerifier:
         self._pending_signed_out = treat_pending_as_signed_out
         self._max_age = max_token_age
         self._cache_size = cache_size
+        # Accepted JOSE header segments -> kid: an instance signs with a handful of headers.
+        self._headers: dict[str, str] = {}
         # token -> (auth, valid while now < this, and now <= this (max age), kid, key)
-        self._cache: dict[str, tuple[Auth, float, float, str, RSAPublicKey]] = {}
+        self._cache: OrderedDict[str, tuple[Auth, float, float, str, RSAPublicKey]] = OrderedDict()
 
     def cached(self, token: str) -> Auth | None:
         """The Auth of a token verified before and still valid, without any I/O; else None.
@@ -178,8 +195,12 @@ class TokenVerifier:
                 raise _Rejected(R.TOKEN_TYPE_MISMATCH)
             raise _Rejected(R.TOKEN_INVALID)
         header_b64, payload_b64, signature_b64 = token.split(".")
-        header = _json_object(header_b64)
-        kid = self._check_header(header)
+        kid = self._headers.get(header_b64)
+        if kid is None:
+            kid = self._check_header(_json_object(header_b64))
+            if len(self._headers) >= _HEADER_CACHE_SIZE:
+                self._headers.clear()
+            self._headers[header_b64] = kid
         claims = _json_object(payload_b64)
         signature = _canonical_signature(signature_b64)
 
@@ -262,5 +283,5 @@ class TokenVerifier:
         if self._cache_size <= 0:
             return
         if len(cache) >= self._cache_size:
-            del cache[next(iter(cache))]
+            cache.popitem(last=False)  # first in, first out
         cache[token] = entry
