@@ -9,6 +9,7 @@ Each task creates ./.venv on first use and installs the project with its dev ext
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -33,6 +34,20 @@ def ensure_venv() -> None:
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
     subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
     STAMP.touch()
+
+
+def check_line_coverage(report: Path) -> int:
+    """Every line of src/ must run (branches are reported, not enforced)."""
+    totals = json.loads(report.read_text())["totals"]
+    missing = totals["missing_lines"]
+    branches = f"{totals['covered_branches']}/{totals['num_branches']} branches"
+    if missing:
+        print(
+            f"FAIL: {missing} line(s) of src/ never ran; line coverage must be 100 % ({branches})."
+        )
+        return 1
+    print(f"Line coverage 100 % of {totals['num_statements']} statements; {branches} covered.")
+    return 0
 
 
 def run(*args: str) -> int:
