@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 __all__ = ["Auth", "Reverification"]
 
@@ -90,6 +90,27 @@ def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+class FrozenDict(dict[str, Any]):
+    """A dict that refuses every change; still a dict, so it serialises to JSON as one."""
+
+    __slots__ = ()
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("Auth claims are read-only")
+
+    __setitem__ = __delitem__ = _read_only
+    update = pop = popitem = clear = setdefault = __ior__ = _read_only
+
+
+def _freeze(value: Any) -> Any:
+    """A read-only deep copy of JSON data: objects become FrozenDicts, arrays tuples."""
+    if isinstance(value, Mapping):
+        return FrozenDict({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Auth:
     """Who made the request, as established by ``ClerkMiddleware``. Immutable.
@@ -138,7 +159,7 @@ class Auth:
         """``fva``: minutes since the first and second factor were verified (-1: never)."""
         fva = self.claims.get("fva")
         if (
-            isinstance(fva, list)
+            isinstance(fva, tuple | list)
             and len(fva) == 2
             and all(type(x) is int for x in fva)  # bool is not an age
         ):
@@ -160,7 +181,8 @@ class Auth:
     def from_claims(cls, claims: Mapping[str, Any], token: str | None = None) -> Auth:
         """Build a signed-in Auth from verified session claims (v1 or v2 org claims).
 
-        ``claims`` must already be verified; ``sub`` must be a non-empty string.
+        ``claims`` must already be verified; ``sub`` must be a non-empty string. The Auth keeps
+        a read-only deep copy of them.
         """
         org_id = org_slug = org_role = None
         permissions: tuple[str, ...] = ()
@@ -177,8 +199,9 @@ class Auth:
             org_slug = _str_or_none(claims.get("org_slug"))
             org_role = _str_or_none(claims.get("org_role"))
             raw = claims.get("org_permissions")
-            if isinstance(raw, list):
+            if isinstance(raw, list | tuple):
                 permissions = tuple(p for p in raw if isinstance(p, str))
+        claims = _freeze(claims)
         actor = claims.get("act")
         return cls(
             user_id=claims["sub"],
@@ -188,8 +211,8 @@ class Auth:
             org_slug=org_slug,
             org_permissions=permissions,
             session_status=_str_or_none(claims.get("sts")),
-            actor=MappingProxyType(dict(actor)) if isinstance(actor, Mapping) else None,
-            claims=MappingProxyType(claims),
+            actor=actor if isinstance(actor, Mapping) else None,
+            claims=claims,
             token=token,
         )
 

@@ -162,18 +162,21 @@ def parse_authorized_parties(value: Iterable[str] | str | None) -> frozenset[str
     return frozenset(validate_origin(item, "Each authorized party") for item in items)
 
 
-def validate_jwks_url(url: str) -> str:
+def validate_jwks_url(url: str, what: str = "jwks_url") -> str:
     """A JWKS URL must be https (plain http only on localhost) and fixed at configuration time."""
     try:
         parts = urlsplit(url)
     except ValueError:
         parts = None
-    if parts is None or not parts.hostname or _UNSAFE.search(url):
-        raise ConfigurationError(f"jwks_url {url!r} is not a valid URL.")
-    if parts.scheme == "https" or (parts.scheme == "http" and _is_local(parts.hostname)):
+    if (
+        parts is not None
+        and parts.hostname
+        and not _UNSAFE.search(url)
+        and (parts.scheme == "https" or (parts.scheme == "http" and _is_local(parts.hostname)))
+    ):
         return url
     raise ConfigurationError(
-        f"jwks_url must use https:// (plain http:// is only allowed for localhost), got {url!r}."
+        f"{what} must use https:// (plain http:// is only allowed for localhost), got {url!r}."
     )
 
 

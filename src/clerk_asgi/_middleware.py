@@ -225,7 +225,8 @@ class ClerkMiddleware:
             url = C.validate_jwks_url(jwks_url)
         elif secret_key:
             secret = C.validate_secret_key(secret_key)
-            url = C.validate_jwks_url(api_url.rstrip("/") + "/v1/jwks")
+            C.validate_jwks_url(api_url, "api_url (CLERK_API_URL)")
+            url = api_url.rstrip("/") + "/v1/jwks"
             headers["Authorization"] = f"Bearer {secret}"
         elif pk is not None:
             url = pk.jwks_url
@@ -272,13 +273,14 @@ class ClerkMiddleware:
         return [Rule.public(base if base == "/" else base + "/:rest*"), *rules]
 
     def _check_redirect_targets(self, rules: list[Rule]) -> None:
+        """An unauthorized_url that itself needs a role or permission could redirect forever."""
         for rule in rules:
             path = self._own_path(rule.unauthorized_url)
-            if path is not None and self._matcher.match(path) is rule:
+            if path is not None and self._matcher.match(path).requires_authorization:
                 raise ConfigurationError(
-                    f"unauthorized_url {rule.unauthorized_url!r} is covered by the very rule "
-                    "that redirects to it, which would loop. Make it public or protect it "
-                    "without role/permission."
+                    f"unauthorized_url {rule.unauthorized_url!r} is covered by a rule that "
+                    "requires a role or permission, so refused users could be redirected in a "
+                    "loop. Make it public or protect it without role/permission."
                 )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "JWKSTransport",
     "KeyPair",
     "MockClerk",
+    "jwks",
     "jwks_handler",
     "mint_session_token",
 ]
@@ -277,13 +278,18 @@ class MockClerk:
         return {"__session": self.token(**claims)}
 
     def middleware_options(self, **overrides: Any) -> dict[str, Any]:
-        """Keyword arguments for ``ClerkMiddleware`` trusting this instance, networkless."""
+        """Keyword arguments for ``ClerkMiddleware`` trusting this instance.
+
+        Networkless (``jwt_key``) unless ``overrides`` name another key source such as
+        ``jwks_url`` (then pass ``http_client=httpx.AsyncClient(transport=clerk.transport())``).
+        """
         options: dict[str, Any] = {
-            "jwt_key": self.key.public_pem,
             "issuer": self.issuer,
             "authorized_parties": [self.origin],
             "sign_in_url": "/sign-in",
         }
+        if not overrides.keys() & {"jwks_url", "secret_key", "publishable_key"}:
+            options["jwt_key"] = self.key.public_pem
         options.update(overrides)
         return options
 
