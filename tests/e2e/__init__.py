@@ -1,0 +1,1 @@
+"""Real-browser tests: the example app in Debian's Chromium, driven by Playwright."""

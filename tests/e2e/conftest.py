@@ -1,0 +1,112 @@
+"""The example app served by uvicorn on a free loopback port, and a fresh headless Chromium.
+
+The server is started exactly as a developer would (``uvicorn --app-dir examples app:app``),
+in development mode (no ``CLERK_*`` variable passed on), and stopped after the module. The
+browser is Debian's Chromium (``apt-get install chromium``); Playwright never downloads one.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+#: The flags that work on these machines (no sandbox as root, no background connections).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+#: Screenshots of each step, kept as test artifacts (test-artifacts/ is gitignored).
+ARTIFACTS = ROOT / "test-artifacts" / "e2e"
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+STEP_TIMEOUT_MS = 10_000
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_until_serving(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    """Poll the public ping endpoint until it answers, the server dies, or time runs out."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"The example server exited ({process.returncode}):\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/api/public/ping", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"The example server did not answer within {START_TIMEOUT} s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's Chromium, or a skip saying how to install it."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"Chromium not found at {CHROMIUM}: apt-get install chromium")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def example_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The example app, served by uvicorn in a subprocess; its base URL."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {name: value for name, value in os.environ.items() if not name.startswith("CLERK_")}
+    log = tmp_path_factory.mktemp("example") / "uvicorn.log"
+    command = [sys.executable, "-m", "uvicorn", "--app-dir", "examples", "app:app"]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    with log.open("wb") as output:
+        # S603: our own interpreter and fixed arguments, no shell.
+        process = subprocess.Popen(  # noqa: S603
+            command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+        try:
+            _wait_until_serving(process, url, log)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=STOP_TIMEOUT)
+
+
+@pytest.fixture
+def page(chromium: Path, tmp_path: Path) -> Iterator[Page]:
+    """A page in a fresh headless Chromium profile (its own user data dir)."""
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            tmp_path / "chromium-profile",
+            executable_path=chromium,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1100, "height": 820},
+        )
+        context.set_default_timeout(STEP_TIMEOUT_MS)
+        try:
+            yield context.pages[0] if context.pages else context.new_page()
+        finally:
+            context.close()
