@@ -184,6 +184,10 @@ def validate_redirect_target(url: str, what: str) -> str:
     """``sign_in_url``/``unauthorized_url``: an absolute path on this site, or an https URL."""
     if _UNSAFE.search(url):
         raise ConfigurationError(f"{what} {url!r} contains whitespace, control characters or '\\'.")
+    if not url.isascii():
+        raise ConfigurationError(
+            f"{what} {url!r} must be ASCII: percent-encode it (for example '/connexion/%C3%A9')."
+        )
     if url.startswith("/") and not url.startswith("//"):
         return url
     try:

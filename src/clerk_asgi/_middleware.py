@@ -331,7 +331,7 @@ class ClerkMiddleware:
         if rule.kind != "public":
             refusal = self._refusal(scope, rule, auth, found, token is not None)
             if refusal is not None:
-                await send_refusal(scope, receive, send, refusal)
+                await send_refusal(scope, send, refusal)
                 return
 
         scope = {**scope, AUTH_SCOPE_KEY: auth}
@@ -347,36 +347,22 @@ class ClerkMiddleware:
             ]
         if identity is not None:
             scope["headers"] = [*scope["headers"], identity]
-        watch = None
-        if identity is not None or kind == "websocket":
-            send = watch = _ResponseWatch(send, identity if kind == "http" else None)
+        watch = _ResponseWatch(send, identity if kind == "http" else None)
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, watch)
         except AuthError as error:  # raised by require_auth(): answered here, in one place
-            await self._refuse_late(scope, send, watch, error, token is not None)
-
-    @staticmethod
-    async def _refuse_late(
-        scope: Scope, send: Send, watch: _ResponseWatch | None, error: AuthError, token: bool
-    ) -> None:
-        """Answer an AuthError raised by the app, unless its response has already begun."""
-        if watch is not None:
-            send = watch.send
-            if watch.started:
-                if scope["type"] == "http":
-                    raise error
+            if not watch.started:
+                refusal = Refusal(
+                    status=error.status_code,
+                    reason=error.reason,
+                    auth_status="signed-out" if error.status_code == 401 else "signed-in",
+                    token_presented=token is not None,
+                )
+                await send_refusal(scope, send, refusal)
+            elif kind == "websocket":
                 await send({"type": "websocket.close", "code": 1008, "reason": error.reason})
-                return
-        refusal = Refusal(
-            status=error.status_code,
-            reason=error.reason,
-            auth_status="signed-out" if error.status_code == 401 else "signed-in",
-            token_presented=token,
-        )
-        try:
-            await send_refusal(scope, _never_receive, send, refusal)
-        except Exception:  # the response had already started: the server refused a second one
-            raise error from None
+            else:  # the response has begun: too late to answer, let the server see the error
+                raise
 
     def _refusal(
         self,
@@ -435,10 +421,6 @@ def _is_navigation(scope: Scope, found: list[bytes | None]) -> bool:
         return dest in (b"document", b"iframe")
     accept = found[_ACCEPT]
     return accept is not None and b"text/html" in accept and found[_XRW] is None
-
-
-async def _never_receive() -> Message:  # pragma: no cover - refusals never read the request
-    raise RuntimeError("refusals do not read the request")
 
 
 class _ResponseWatch:

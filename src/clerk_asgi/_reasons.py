@@ -27,6 +27,8 @@ TOKEN_TOO_OLD: Final = "token-too-old"  # ours: max_token_age exceeded
 SESSION_PENDING: Final = "session-pending"  # ours: sts == "pending", treated as signed out
 ORIGIN_NOT_AUTHORIZED: Final = "origin-not-authorized"  # ours: cross-site cookie use
 
+UNEXPECTED_ERROR: Final = "unexpected-error"
+
 # Keys.
 JWK_KID_MISMATCH: Final = "jwk-kid-mismatch"
 JWK_REMOTE_FAILED_TO_LOAD: Final = "jwk-remote-failed-to-load"

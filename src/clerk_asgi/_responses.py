@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import Scope, Send
 
 from . import _reasons as R
 
@@ -38,6 +38,7 @@ _MESSAGES: Final = {
     R.TOKEN_TOO_OLD: "The session token is older than this route allows; refresh it.",
     R.SESSION_PENDING: "The session has pending tasks; finish them to continue.",
     R.ORIGIN_NOT_AUTHORIZED: "Cookie-authenticated request from an origin that is not allowed.",
+    R.UNEXPECTED_ERROR: "The session token could not be verified.",
     R.JWK_KID_MISMATCH: "No signing key matches this session token.",
     R.JWK_REMOTE_FAILED_TO_LOAD: "Clerk's signing keys are unavailable; retry shortly.",
     R.AUTHORIZATION_FAILED: "You are signed in but not allowed to access this resource.",
@@ -92,9 +93,8 @@ class Refusal:
         ).encode()
 
 
-async def send_refusal(scope: Scope, receive: Receive, send: Send, refusal: Refusal) -> None:
+async def send_refusal(scope: Scope, send: Send, refusal: Refusal) -> None:
     """Send ``refusal`` on an HTTP or (not yet accepted) WebSocket connection."""
-    del receive  # nothing to read: a refusal never needs the request body
     body = refusal.body()
     headers = refusal.headers()
     if scope["type"] == "websocket":
@@ -175,6 +175,7 @@ def redirect_url_for(scope: Scope, host: bytes | None, public_origin: str | None
 
 
 def with_query(url: str, name: str, value: str) -> str:
-    """Append one properly encoded query parameter to ``url``."""
+    """Append one properly encoded query parameter to ``url`` (before any ``#fragment``)."""
+    url, hash_mark, fragment = url.partition("#")
     separator = "&" if "?" in url else "?"
-    return f"{url}{separator}{name}={quote(value, safe='')}"
+    return f"{url}{separator}{name}={quote(value, safe='')}{hash_mark}{fragment}"

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
 import re
 import string
@@ -40,6 +41,8 @@ from ._auth import Auth
 from ._keys import MAX_KID_LENGTH, KeysUnavailableError, UnknownKeyError
 
 __all__ = ["MAX_TOKEN_LENGTH", "KeySet", "TokenVerifier", "verify_signature"]
+
+logger = logging.getLogger("clerk_asgi")
 
 MAX_TOKEN_LENGTH: Final = 8192
 _HEADER_CACHE_SIZE: Final = 64
@@ -104,7 +107,11 @@ def _number(claims: dict[str, Any], name: str, *, required: bool) -> float | Non
     value = claims.get(name)
     if value is None and name not in claims and not required:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Rejected(R.TOKEN_VERIFICATION_FAILED)
+    if isinstance(value, int):  # JSON integers are unbounded; keep them in float range
+        value = float(value) if abs(value) < 2**63 else math.nan
+    if not math.isfinite(value):
         raise _Rejected(R.TOKEN_VERIFICATION_FAILED)
     return value
 
@@ -188,6 +195,9 @@ class TokenVerifier:
             return Auth.signed_out(R.JWK_REMOTE_FAILED_TO_LOAD)
         except UnknownKeyError:
             return Auth.signed_out(R.JWK_KID_MISMATCH)
+        except Exception as exc:  # a safety net: no input may turn into a 500
+            logger.error("Unexpected %s while verifying a session token", type(exc).__name__)
+            return Auth.signed_out(R.UNEXPECTED_ERROR)
 
     async def _verify(self, token: str) -> Auth:
         if len(token) > MAX_TOKEN_LENGTH or not _COMPACT.fullmatch(token):
@@ -222,7 +232,9 @@ class TokenVerifier:
     @staticmethod
     def _check_header(header: dict[str, Any]) -> str:
         category = header.get("cat")
-        if category is not None and category not in _SESSION_CATEGORIES:
+        if category is not None and (
+            not isinstance(category, str) or category not in _SESSION_CATEGORIES
+        ):
             raise _Rejected(R.TOKEN_TYPE_MISMATCH)
         typ = header.get("typ")
         if typ is not None and typ != "JWT":
@@ -253,7 +265,8 @@ class TokenVerifier:
         sid = claims.get("sid")
         if not isinstance(sid, str) or not sid:
             raise _Rejected(R.TOKEN_TYPE_MISMATCH)
-        if self._parties and claims.get("azp") not in self._parties:
+        azp = claims.get("azp")
+        if self._parties and (not isinstance(azp, str) or azp not in self._parties):
             raise _Rejected(R.TOKEN_INVALID_AUTHORIZED_PARTIES)
         if self._audience:
             aud = claims.get("aud")
