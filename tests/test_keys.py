@@ -48,6 +48,8 @@ JWKS_URL = "https://clerk.example.com/.well-known/jwks.json"
 KID_MISMATCH = "jwk-kid-mismatch"
 UNAVAILABLE = "jwk-remote-failed-to-load"
 
+SAFETY_NET_SECONDS = 10
+
 Responder = Callable[[httpx.Request], httpx.Response]
 JWK = dict[str, Any]
 
@@ -73,11 +75,20 @@ class ScriptedJWKS:
         self.started.set()
         await anyio.lowlevel.checkpoint()
         if self.gate is not None:
-            await self.gate.wait()
+            await hold(self.gate)
         return self.respond(request)
 
     def client(self, **options: Any) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.MockTransport(self), **options)
+
+
+async def hold(gate: anyio.Event) -> None:
+    """Wait for ``gate``; a safety net fails the test instead of hanging it forever when the
+    code under test lacks a timeout (the fetch is shielded, so no outer timeout could help)."""
+    with anyio.move_on_after(SAFETY_NET_SECONDS):
+        await gate.wait()
+        return
+    pytest.fail(f"a JWKS request was held for {SAFETY_NET_SECONDS} s: no fetch timeout?")
 
 
 def serve(*keys: KeyPair | JWK) -> Responder:
@@ -180,7 +191,7 @@ def hosts(script: ScriptedJWKS) -> list[str]:
 
 
 async def test_cold_load_fetches_once_and_serves_the_jwks(key: KeyPair, clock: FakeClock) -> None:
-    """Cold load: the first get fetches the JWKS URL once (GET); the key matches the JWK."""
+    """§3 key cache, cold load: the first get fetches the JWKS URL once; peek never fetches."""
     script = ScriptedJWKS(serve(key))
     keys = remote(script, clock)
     assert keys.peek("k1") is None
@@ -197,7 +208,7 @@ async def test_cold_load_fetches_once_and_serves_the_jwks(key: KeyPair, clock: F
 async def test_ttl_keys_fresh_until_exactly_fetched_at_plus_300(
     key: KeyPair, clock: FakeClock
 ) -> None:
-    """TTL 300 s: fresh for [fetched_at, fetched_at + 300); at +300 exactly a get refetches."""
+    """§3 key cache, TTL 300 s: fresh for [fetched_at, fetched_at + 300), refetched at +300."""
     script = ScriptedJWKS(serve(key))
     keys = remote(script, clock)
     t0 = clock.now
@@ -221,7 +232,7 @@ async def test_ttl_keys_fresh_until_exactly_fetched_at_plus_300(
 
 
 async def test_static_key_set_answers_every_kid_without_io(key: KeyPair) -> None:
-    """StaticKeySet (jwt_key): the one PEM key for any kid, as Clerk's jwtKey (kid not compared)."""
+    """§1 key sources, StaticKeySet (jwt_key): the one PEM key for any kid, no I/O."""
     public = key.private_key.public_key()
     keys = StaticKeySet(public)
     assert keys.peek("k1") is public
@@ -671,7 +682,7 @@ async def test_case_46_trickling_body_is_bounded_by_an_overall_timeout(
 
     async def trickle() -> AsyncIterator[bytes]:
         yield b'{"keys":'
-        await anyio.Event().wait()
+        await hold(anyio.Event())
         yield b"[]}"  # pragma: no cover - never reached
 
     script = ScriptedJWKS(lambda request: httpx.Response(200, content=trickle()))
@@ -828,7 +839,7 @@ def test_cases_47_48_jwk_outside_policy_is_ignored(
 
 @pytest.mark.parametrize("change", ACCEPTED_JWKS)
 def test_jwk_within_policy_is_accepted(change: Callable[[JWK], Any], key: KeyPair) -> None:
-    """An RSA signature JWK of 2048-4096 bits with e = 65537 is usable (use/alg optional)."""
+    """Cases 47-48 (control): an RS256 JWK of 2048-4096 bits, e = 65537, is usable."""
     jwk = change(key.jwk)
     found = rsa_key_from_jwk(jwk)
     assert found is not None
@@ -945,8 +956,8 @@ async def test_case_48_only_the_rs256_signature_key_is_usable(
 
     def hs256(secret: bytes) -> str:
         header = {"alg": "HS256", "kid": "k1h", "typ": "JWT"}
-        claims = {"iss": ISS, "sub": "user_evil", "sid": "sess_1", "azp": APP}
-        claims |= {"iat": int(clock.now), "exp": int(clock.now) + 60}
+        now = int(clock.now)
+        claims = {"iss": ISS, "sub": "user_evil", "sid": "sess_1", "azp": APP, "exp": now + 60}
         signing_input = f"{b64_json(header)}.{b64_json(claims)}"
         mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
         return f"{signing_input}.{b64(mac)}"
@@ -1096,6 +1107,21 @@ async def test_case_93_forged_tokens_never_enter_the_cache(
     assert all(verifier.cached(t) is a for t, a in zip(good, remembered, strict=True))
     assert all(verifier.cached(t) is None for t in bad)
     assert len(script.requests) == 2
+
+
+async def test_case_93_refetch_with_unchanged_keys_keeps_remembered_tokens(
+    key: KeyPair, clock: FakeClock
+) -> None:
+    """Case 93: an unknown-kid refetch that returns the same k1 does not make the verifier
+    forget the tokens it verified with k1."""
+    script = ScriptedJWKS(serve(key))
+    verifier = verifier_for(remote(script, clock), clock)
+    token = valid(key, clock)
+    remembered = await verifier.authenticate(token)
+    assert remembered.is_signed_in
+    assert await outcome(verifier, forged("k-unknown", clock.now)) == KID_MISMATCH
+    assert len(script.requests) == 2
+    assert verifier.cached(token) is remembered
 
 
 async def test_case_93_cache_size_zero_remembers_nothing(key: KeyPair, clock: FakeClock) -> None:
@@ -1306,12 +1332,13 @@ def assert_503(response: httpx.Response, retry_after: str) -> None:
     assert response.json() == UNAVAILABLE_BODY
 
 
+@pytest.mark.parametrize("respond", FAILURES)
 async def test_case_44_middleware_answers_503_when_no_keys_can_be_loaded(
-    key: KeyPair, clock: FakeClock
+    respond: Responder, key: KeyPair, clock: FakeClock
 ) -> None:
-    """Case 44: JWKS down and nothing cached: an API route answers exactly 503 with
+    """Case 44: JWKS failing and nothing cached: an API route answers exactly 503 with
     Retry-After (30, then counting down), no-store and the reason; F=1 for both requests."""
-    script = ScriptedJWKS(status(500))
+    script = ScriptedJWKS(respond)
     app = protected_app(clock, http_client=script.client())
     async with app_client(app) as client:
         r = await client.get("/api/me", headers=bearer(valid(key, clock)))
@@ -1358,7 +1385,7 @@ async def test_case_44_public_route_runs_signed_out_with_the_unavailable_reason(
 async def test_secret_key_source_fetches_the_backend_api_with_the_bearer_secret(
     key: KeyPair, clock: FakeClock
 ) -> None:
-    """secret_key: keys come from https://api.clerk.com/v1/jwks with
+    """§1 key sources, secret_key: keys come from https://api.clerk.com/v1/jwks with
     ``Authorization: Bearer sk_...``; the token then verifies."""
     transport = JWKSTransport(key)
     app = protected_app(
@@ -1381,8 +1408,8 @@ async def test_secret_key_source_fetches_the_backend_api_with_the_bearer_secret(
 async def test_publishable_key_source_fetches_the_frontend_api_jwks(
     key: KeyPair, clock: FakeClock
 ) -> None:
-    """publishable_key: keys come from https://<frontend-api>/.well-known/jwks.json, with no
-    Authorization header; the issuer comes from the key too."""
+    """§1 key sources, publishable_key: keys come from the Frontend API's
+    /.well-known/jwks.json with no Authorization header; the issuer comes from the key too."""
     transport = JWKSTransport(key)
     publishable = "pk_test_" + base64.b64encode(b"clerk.example.com$").decode()
     app = protected_app(
@@ -1408,7 +1435,7 @@ async def test_publishable_key_source_fetches_the_frontend_api_jwks(
 async def test_jwt_key_source_makes_no_http_request_at_all(
     key: KeyPair, second_key: KeyPair, clock: FakeClock
 ) -> None:
-    """jwt_key (PEM): networkless; even with jwks_url and secret_key also given, the
+    """§1 key sources, jwt_key (PEM): networkless; even with jwks_url and secret_key also given, the
     injected client is never called, for valid, foreign-key and unknown-kid tokens."""
     script = ScriptedJWKS(status(500))
     app = protected_app(

@@ -227,10 +227,20 @@ class RemoteKeySet:
                 now = self._clock()
                 self._next_attempt_at = now + self._cooldown
                 if keys:
-                    self._keys, self._fetched_at = keys, now
+                    self._keys, self._fetched_at = self._keep_known(keys), now
         finally:
             self._in_flight = None
             done.set()
+
+    def _keep_known(self, keys: dict[str, RSAPublicKey]) -> dict[str, RSAPublicKey]:
+        """Reuse the cached object of every unchanged key, so tokens it verified stay valid."""
+        old = self._keys or {}
+        return {
+            kid: old[kid]
+            if kid in old and old[kid].public_numbers() == key.public_numbers()
+            else key
+            for kid, key in keys.items()
+        }
 
     async def _fetch(self) -> dict[str, RSAPublicKey] | None:
         client = self._client
