@@ -908,3 +908,22 @@ async def test_no_sign_in_url_means_401_not_redirect(key: KeyPair) -> None:
     r = await get(app, "/dashboard", **HTML)
     assert r.status_code == 401
     assert "location" not in r.headers
+
+
+@pytest.mark.parametrize("option", ["jwks_url", "sign_in_url"])
+def test_unparseable_url_is_a_configuration_error(option: str) -> None:
+    """A URL that urllib cannot even split (a broken IPv6 host) is refused at construction."""
+    with pytest.raises(ConfigurationError, match=rf"^{option} must"):
+        build(**{"jwks_url": "https://clerk.example.com/jwks", option: "https://[::1/x"})
+
+
+@pytest.mark.anyio
+async def test_audience_given_as_one_string(key: KeyPair, clock: FakeClock) -> None:
+    """audience="api://x" works like ["api://x"]: only tokens whose aud contains it pass."""
+    app = build(jwt_key=key.public_pem, audience="api://x", clock=clock, issuer=ISSUER)
+    good = mint_session_token(key, issued_at=clock.now, claims={"aud": ["api://x", "other"]})
+    bad = mint_session_token(key, issued_at=clock.now, claims={"aud": "other"})
+    assert (await get(app, token=good)).status_code == 200
+    refused = await get(app, token=bad)
+    assert refused.status_code == 401
+    assert refused.headers["x-clerk-auth-reason"] == "token-invalid-audience"

@@ -15,6 +15,7 @@ import hmac
 import json
 import logging
 import secrets
+import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -1479,3 +1480,15 @@ async def test_case_99_two_middleware_instances_never_share_a_cache(
     assert cross_a.headers["x-clerk-auth-reason"] == KID_MISMATCH
     assert cross_b.headers["x-clerk-auth-reason"] == KID_MISMATCH
     assert (len(transport_a.requests), len(transport_b.requests)) == (2, 2)
+
+
+async def test_default_client_is_used_when_none_is_injected(clock: FakeClock) -> None:
+    """Without http_client the key set makes its own client; a refused connection is a failed
+    fetch (503 material), never an exception."""
+    with socket.socket() as probe:  # a loopback port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    keys = RemoteKeySet(f"http://127.0.0.1:{port}/jwks.json", clock=clock, timeout=2)
+    with pytest.raises(KeysUnavailableError) as excinfo:
+        await keys.get("k1")
+    assert excinfo.value.retry_after == 30
