@@ -469,8 +469,7 @@ REASON_CODES = sorted(
 
 def test_reason_codes_are_all_read_from_the_module() -> None:
     """The reason-code list this file checks is the real one (guards the introspection)."""
-    assert "session-token-missing" in REASON_CODES
-    assert len(REASON_CODES) == 19
+    assert {"session-token-missing", "token-expired", "authorization-failed"} < set(REASON_CODES)
 
 
 @pytest.mark.parametrize("code", REASON_CODES)
