@@ -927,3 +927,27 @@ async def test_audience_given_as_one_string(key: KeyPair, clock: FakeClock) -> N
     refused = await get(app, token=bad)
     assert refused.status_code == 401
     assert refused.headers["x-clerk-auth-reason"] == "token-invalid-audience"
+
+
+@pytest.mark.anyio
+async def test_key_material_in_code_beats_the_environment(
+    key: KeyPair, second_key: KeyPair, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A jwks_url passed in code is the key source even when CLERK_JWT_KEY is set."""
+    monkeypatch.setenv("CLERK_JWT_KEY", second_key.public_pem)
+    transport = JWKSTransport(key)
+    app = build(
+        jwks_url="https://clerk.example.com/.well-known/jwks.json",
+        http_client=httpx.AsyncClient(transport=transport),
+        clock=clock,
+    )
+    assert (await get(app, token=mint_session_token(key, issued_at=clock.now))).status_code == 200
+    assert [str(r.url) for r in transport.requests] == [
+        "https://clerk.example.com/.well-known/jwks.json"
+    ]
+
+
+def test_invalid_regex_inside_a_pattern_group_is_a_configuration_error(key: KeyPair) -> None:
+    """A broken regular expression inside "(...)" is refused at construction, naming it."""
+    with pytest.raises(ConfigurationError, match=r"^Route pattern '/a\(\[\)\]' holds an invalid"):
+        build(jwt_key=key.public_pem, rules=[Rule.public("/a([)]")])

@@ -544,3 +544,24 @@ async def test_fastapi_aliases_in_routes(clerk: MockClerk, clock: FakeClock) -> 
     assert refused.status_code == 401
     assert refused.json()["reason"] == "session-token-missing"
     assert allowed.json() == {"user_id": "user_alias"}
+
+
+@pytest.mark.anyio
+async def test_an_auth_error_raised_by_the_app_keeps_its_message(clerk: MockClerk) -> None:
+    """An AuthError raised in a handler is answered with its own reason and message."""
+    app = FastAPI()
+
+    @app.get("/api/export")
+    async def export() -> None:
+        raise ForbiddenError("export-disabled", "Exports are disabled for this workspace.")
+
+    app.add_middleware(ClerkMiddleware, **clerk.middleware_options(rules=[Rule.public("/(.*)")]))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=clerk.origin) as c:
+        r = await c.get("/api/export")
+    assert r.status_code == 403
+    assert r.json() == {
+        "error": "forbidden",
+        "reason": "export-disabled",
+        "message": "Exports are disabled for this workspace.",
+    }
+    assert r.headers["x-clerk-auth-status"] == "signed-in"

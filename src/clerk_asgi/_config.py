@@ -10,8 +10,10 @@ import base64
 import binascii
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -20,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from .exceptions import ConfigurationError
 
 __all__ = [
+    "ENV_VARS",
     "PublishableKey",
     "env",
     "load_pem_key",
@@ -36,11 +39,25 @@ _HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
 _UNSAFE = re.compile(r"[\x00-\x20\x7f\\]")
 
 
-def env(value: str | None, name: str) -> str | None:
-    """``value`` if given, else the environment variable ``name`` (empty counts as unset)."""
+#: The environment variable each ClerkMiddleware parameter falls back to.
+ENV_VARS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "publishable_key": "CLERK_PUBLISHABLE_KEY",
+        "secret_key": "CLERK_SECRET_KEY",
+        "jwt_key": "CLERK_JWT_KEY",
+        "jwks_url": "CLERK_JWKS_URL",
+        "api_url": "CLERK_API_URL",
+        "authorized_parties": "CLERK_AUTHORIZED_PARTIES",
+        "sign_in_url": "CLERK_SIGN_IN_URL",
+    }
+)
+
+
+def env(value: str | None, parameter: str) -> str | None:
+    """``value`` if given, else the parameter's environment variable (empty counts as unset)."""
     if value is not None:
         return value
-    return os.environ.get(name) or None
+    return os.environ.get(ENV_VARS[parameter]) or None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from starlette.requests import HTTPConnection
 from . import _reasons as R
 from ._auth import Auth, Reverification
 from ._middleware import AUTH_SCOPE_KEY
+from ._responses import message_for
 from .exceptions import ForbiddenError, MiddlewareNotInstalledError, SignedOutError
 
 __all__ = ["current_auth", "get_auth", "require_auth"]
@@ -79,11 +80,13 @@ def require_auth(
         auth = get_auth(conn)
         if not auth.is_signed_in:
             reason = auth.reason or R.SESSION_TOKEN_MISSING
-            raise SignedOutError(reason, f"Sign in required ({reason}).")
+            raise SignedOutError(reason, message_for(reason))
         if conditions and not auth.has(**conditions):
             if reverification is not None and not auth.has(reverification=reverification):
-                raise ForbiddenError(R.REVERIFICATION_ERROR, "Reverification required.")
-            raise ForbiddenError(R.AUTHORIZATION_FAILED, "Not allowed.")
+                reason = R.REVERIFICATION_ERROR
+            else:
+                reason = R.AUTHORIZATION_FAILED
+            raise ForbiddenError(reason, message_for(reason))
         return auth
 
     return dependency

@@ -28,7 +28,8 @@ from typing import Final
 
 import anyio
 import httpx
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey, RSAPublicNumbers
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from jwt.algorithms import RSAAlgorithm
 
 __all__ = [
     "KeyLookupError",
@@ -90,7 +91,9 @@ def rsa_key_from_jwk(jwk: object) -> RSAPublicKey | None:
     n, e = _b64url_uint(jwk.get("n")), _b64url_uint(jwk.get("e"))
     if n is None or e != 65537 or not 2048 <= n.bit_length() <= 4096:
         return None
-    return RSAPublicNumbers(e, n).public_key()
+    # Only the public members go to PyJWT: a stray "d" must never make a private key.
+    key = RSAAlgorithm.from_jwk({"kty": "RSA", "n": jwk["n"], "e": jwk["e"]})
+    return key if isinstance(key, RSAPublicKey) else None
 
 
 def parse_jwks(body: bytes) -> dict[str, RSAPublicKey] | None:

@@ -136,17 +136,19 @@ class ClerkMiddleware:
         if max_token_age is not None and not max_token_age > 0:
             raise ConfigurationError(f"max_token_age must be > 0 seconds, got {max_token_age!r}.")
 
-        publishable = C.env(publishable_key, "CLERK_PUBLISHABLE_KEY")
+        publishable = C.env(publishable_key, "publishable_key")
         pk = C.parse_publishable_key(publishable) if publishable else None
         self.issuer = issuer or (pk.issuer if pk else None)
         if issuer is not None:
             C.validate_origin(issuer, "issuer")
+        # Key material passed in code wins over the environment as a whole.
+        in_code = any((jwt_key, jwks_url, secret_key, publishable_key))
         self.keys = self._key_set(
-            jwt_key=C.env(jwt_key, "CLERK_JWT_KEY"),
-            jwks_url=C.env(jwks_url, "CLERK_JWKS_URL"),
-            secret_key=C.env(secret_key, "CLERK_SECRET_KEY"),
+            jwt_key=jwt_key if in_code else C.env(None, "jwt_key"),
+            jwks_url=jwks_url if in_code else C.env(None, "jwks_url"),
+            secret_key=secret_key if in_code else C.env(None, "secret_key"),
             pk=pk,
-            api_url=C.env(api_url, "CLERK_API_URL") or DEFAULT_API_URL,
+            api_url=C.env(api_url, "api_url") or DEFAULT_API_URL,
             http_client=http_client,
             clock=clock,
             ttl=jwks_cache_ttl,
@@ -155,9 +157,7 @@ class ClerkMiddleware:
             timeout=jwks_timeout,
         )
         self.authorized_parties = C.parse_authorized_parties(
-            C.env(None, "CLERK_AUTHORIZED_PARTIES")
-            if authorized_parties is None
-            else authorized_parties
+            C.env(None, "authorized_parties") if authorized_parties is None else authorized_parties
         )
         if isinstance(audience, str):
             audience = [audience]
@@ -165,7 +165,7 @@ class ClerkMiddleware:
             C.validate_origin(public_origin, "public_origin") if public_origin else None
         )
 
-        sign_in = C.env(sign_in_url, "CLERK_SIGN_IN_URL")
+        sign_in = C.env(sign_in_url, "sign_in_url")
         if sign_in is None and pk is not None:
             sign_in = pk.accounts_sign_in_url
         self.sign_in_url = C.validate_redirect_target(sign_in, "sign_in_url") if sign_in else None
@@ -357,6 +357,7 @@ class ClerkMiddleware:
                     reason=error.reason,
                     auth_status="signed-out" if error.status_code == 401 else "signed-in",
                     token_presented=token is not None,
+                    message=error.message,
                 )
                 await send_refusal(scope, send, refusal)
             elif kind == "websocket":

@@ -60,6 +60,7 @@ class Refusal:
     location: str | None = None
     token_presented: bool = False
     retry_after: int | None = None
+    message: str | None = None  # default: the reason's standard message
 
     @property
     def error(self) -> str:
@@ -88,7 +89,11 @@ class Refusal:
         if self.location is not None:
             return b""
         return json.dumps(
-            {"error": self.error, "reason": self.reason, "message": message_for(self.reason)},
+            {
+                "error": self.error,
+                "reason": self.reason,
+                "message": self.message or message_for(self.reason),
+            },
             separators=(",", ":"),
         ).encode()
 

@@ -196,7 +196,14 @@ def _compile(rules: Iterable[Rule]) -> list[tuple[Callable[[str], object], list[
     for rule in rules:
         for pattern in rule.patterns:
             if isinstance(pattern, str):
-                pending.append(f"(?P<r{len(pending)}>{compile_pattern(pattern)})$")
+                source = compile_pattern(pattern)
+                try:
+                    re.compile(source)
+                except re.error as exc:
+                    raise ConfigurationError(
+                        f"Route pattern {pattern!r} holds an invalid regular expression: {exc}."
+                    ) from None
+                pending.append(f"(?P<r{len(pending)}>{source})$")
                 pending_rules.append(rule)
                 continue
             flush()

@@ -44,7 +44,8 @@ class MiddlewareNotInstalledError(ClerkError, RuntimeError):
 
 
 class AuthError(ClerkError):
-    """A request that must be refused; ``ClerkMiddleware`` answers it with a JSON error response.
+    """A request that must be refused; ``ClerkMiddleware`` answers it with a JSON error response
+    ``{"error", "reason", "message"}`` built from these attributes.
 
     Attributes:
         status_code: 401 or 403.
