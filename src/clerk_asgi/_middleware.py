@@ -309,7 +309,10 @@ class ClerkMiddleware:
             elif found[slot] is None:
                 found[slot] = value
 
-        rule = self._matcher.match(route_path(scope))
+        path: str = scope["path"]
+        if scope.get("root_path"):
+            path = route_path(scope)
+        rule = self._matcher.match(path)
 
         token: str | None = None
         carrier: Carrier = "header"
@@ -347,11 +350,21 @@ class ClerkMiddleware:
             ]
         if identity is not None:
             scope["headers"] = [*scope["headers"], identity]
-        watch = _ResponseWatch(send, identity if kind == "http" else None)
+        started = False
+
+        async def watched_send(message: Message) -> None:
+            """Note that the response (or WebSocket accept) began; echo ``x-user-id``."""
+            nonlocal started
+            if not started:
+                started = True
+                if identity is not None and message["type"] == "http.response.start":
+                    message = {**message, "headers": [*message.get("headers", ()), identity]}
+            await send(message)
+
         try:
-            await self.app(scope, receive, watch)
+            await self.app(scope, receive, watched_send)
         except AuthError as error:  # raised by require_auth(): answered here, in one place
-            if not watch.started:
+            if not started:
                 refusal = Refusal(
                     status=error.status_code,
                     reason=error.reason,
@@ -422,23 +435,3 @@ def _is_navigation(scope: Scope, found: list[bytes | None]) -> bool:
         return dest in (b"document", b"iframe")
     accept = found[_ACCEPT]
     return accept is not None and b"text/html" in accept and found[_XRW] is None
-
-
-class _ResponseWatch:
-    """Wraps ``send``: notes whether the response (or WebSocket accept) has started, and
-    appends ``add_header`` to the response head (the seed echoes ``x-user-id`` there)."""
-
-    __slots__ = ("add_header", "send", "started")
-
-    def __init__(self, send: Send, add_header: tuple[bytes, bytes] | None) -> None:
-        self.send = send
-        self.started = False
-        self.add_header = add_header
-
-    async def __call__(self, message: Message) -> None:
-        if not self.started:
-            self.started = True
-            if self.add_header is not None and message["type"] == "http.response.start":
-                headers = [*message.get("headers", ()), self.add_header]
-                message = {**message, "headers": headers}
-        await self.send(message)
