@@ -172,6 +172,8 @@ def redirect_url_for(scope: Scope, host: bytes | None, public_origin: str | None
             path = quote(root, safe=_PATH_SAFE) + path
     else:
         path = quote(scope["path"], safe=_PATH_SAFE)
+    if not path.startswith("/"):  # an absolute-form request target ("GET http://x/y")
+        path = "/" + path
     query: bytes = scope.get("query_string", b"")
     url = origin + path + ("?" + quote(query, safe=_QUERY_SAFE) if query else "")
     if len(url) > MAX_REDIRECT_URL:

@@ -30,7 +30,11 @@ __all__ = ["STATIC_ASSETS", "Pattern", "Rule", "RuleMatcher", "compile_pattern",
 Kind = Literal["public", "protect", "api"]
 Pattern = str | re.Pattern[str] | Callable[[str], bool]
 
-_SEGMENT: Final = r"[^/#?]+?"
+# One path segment. path-to-regexp stops segments at "#" and "?" too, but the path we match is
+# already percent-decoded: a "?" or "#" in it is part of the path Starlette dispatches on.
+_SEGMENT: Final = r"[^/]+?"
+_ANY_SEGMENT: Final = r"[^/]*?"  # lenient: empty segments too (odd paths, non-public rules)
+_FLAGS: Final = re.IGNORECASE | re.DOTALL | re.ASCII
 _NAME = re.compile(r"[A-Za-z0-9_]+")
 
 #: Paths ending in a static-file extension (the seed's Next.js matcher list). A routing
@@ -61,11 +65,15 @@ def _group_end(pattern: str, start: int) -> int:
     raise ConfigurationError(f"Unbalanced '(' in route pattern {pattern!r}.")
 
 
-def compile_pattern(pattern: str) -> str:
+def compile_pattern(pattern: str, *, lenient: bool = False) -> str:
     """Translate one Clerk/path-to-regexp-6 pattern into a regular expression source.
 
+    ``lenient`` lets parameters match empty segments (``/admin//x`` under ``/admin/:path*``):
+    used only for odd paths against non-public rules, so that ``//`` cannot slip past them.
+
     Raises:
-        ConfigurationError: the pattern does not start with ``/`` or is malformed.
+        ConfigurationError: the pattern does not start with ``/``, is malformed, or puts two
+            parameters in one segment (``/:from-:to`` backtracks catastrophically).
     """
     if not pattern.startswith("/"):
         raise ConfigurationError(
@@ -73,13 +81,22 @@ def compile_pattern(pattern: str) -> str:
         )
     out: list[str] = []
     i = 0
+    params_in_segment = 0
     while i < len(pattern):
         char = pattern[i]
         prefix = ""
         if char == "/" and i + 1 < len(pattern) and pattern[i + 1] in ":(":
             prefix, i = "/", i + 1
             char = pattern[i]
+            params_in_segment = 0
         if char == ":" or char == "(":
+            params_in_segment += 1
+            if params_in_segment > 1:
+                raise ConfigurationError(
+                    f"Route pattern {pattern!r} has two parameters or groups in one segment, "
+                    "which can backtrack catastrophically on hostile paths. Split them into "
+                    "segments or pass a compiled regular expression."
+                )
             if char == ":":
                 name = _NAME.match(pattern, i + 1)
                 if name is None:
@@ -87,7 +104,7 @@ def compile_pattern(pattern: str) -> str:
                         f"Missing parameter name after ':' in route pattern {pattern!r}."
                     )
                 i = name.end()
-                body = _SEGMENT
+                body = _ANY_SEGMENT if lenient else _SEGMENT
                 if i < len(pattern) and pattern[i] == "(":
                     end = _group_end(pattern, i)
                     body, i = pattern[i + 1 : end - 1], end
@@ -109,9 +126,11 @@ def compile_pattern(pattern: str) -> str:
             out.append(re.escape(pattern[i + 1]))
             i += 2
             continue
+        if char == "/":
+            params_in_segment = 0
         out.append(re.escape(char))
         i += 1
-    return "".join(out) + "[/#?]?"
+    return "".join(out) + "/?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +199,9 @@ def is_odd_path(path: str) -> bool:
     return _ODD.search(path) is not None
 
 
-def _compile(rules: Iterable[Rule]) -> list[tuple[Callable[[str], object], list[Rule]]]:
+def _compile(
+    rules: Iterable[Rule], *, lenient: bool = False
+) -> list[tuple[Callable[[str], object], list[Rule]]]:
     """Turn rules into match steps; consecutive string patterns share one regex."""
     steps: list[tuple[Callable[[str], object], list[Rule]]] = []
     pending: list[str] = []
@@ -188,7 +209,7 @@ def _compile(rules: Iterable[Rule]) -> list[tuple[Callable[[str], object], list[
 
     def flush() -> None:
         if pending:
-            combined = re.compile("|".join(pending), re.IGNORECASE)
+            combined = re.compile("|".join(pending), _FLAGS)
             steps.append((combined.match, list(pending_rules)))
             pending.clear()
             pending_rules.clear()
@@ -196,14 +217,14 @@ def _compile(rules: Iterable[Rule]) -> list[tuple[Callable[[str], object], list[
     for rule in rules:
         for pattern in rule.patterns:
             if isinstance(pattern, str):
-                source = compile_pattern(pattern)
+                source = compile_pattern(pattern, lenient=lenient)
                 try:
-                    re.compile(source)
+                    re.compile(source, _FLAGS)
                 except re.error as exc:
                     raise ConfigurationError(
                         f"Route pattern {pattern!r} holds an invalid regular expression: {exc}."
                     ) from None
-                pending.append(f"(?P<r{len(pending)}>{source})$")
+                pending.append(f"(?P<r{len(pending)}>{source})\\Z")
                 pending_rules.append(rule)
                 continue
             flush()
@@ -247,7 +268,7 @@ class RuleMatcher:
         rules = tuple(rules)
         self._steps = _compile(rules)
         self._default = default
-        self._strict_steps = _compile(r for r in rules if r.kind != "public")
+        self._strict_steps = _compile((r for r in rules if r.kind != "public"), lenient=True)
         self._strict_default = default if default.kind != "public" else Rule.protect()
         pure = all(isinstance(p, str | re.Pattern) for r in rules for p in r.patterns)
         self._cache: dict[str, Rule] | None = {} if pure else None
@@ -265,7 +286,6 @@ class RuleMatcher:
         return rule
 
     def _match(self, path: str) -> Rule:
-        rule = _first(self._steps, path) or self._default
-        if rule.kind == "public" and is_odd_path(path):
+        if is_odd_path(path):  # never public; empty segments still count for the other rules
             return _first(self._strict_steps, path) or self._strict_default
-        return rule
+        return _first(self._steps, path) or self._default
