@@ -76,15 +76,20 @@ def main(argv: list[str]) -> int:
         )
     if task == "test":
         ensure_venv()
-        return run(
+        report = ROOT / ".coverage.json"
+        code = run(
             str(BIN / "python"),
             "-m",
             "pytest",
             "--cov",
             "--cov-branch",
             "--cov-report=term-missing",
+            f"--cov-report=json:{report}",
             *argv[2:],
         )
+        if code == 0 and not argv[2:]:  # a partial run cannot judge coverage
+            code = check_line_coverage(report)
+        return code
     print(__doc__)
     return 0 if task in ("help", "-h", "--help") else 2
 

@@ -1871,3 +1871,30 @@ async def test_rule_patterns_are_case_insensitive_and_anchored(
     async with client(make_app(clerk, clock)) as c:
         r = await c.get(path, headers=FETCH)
     assert r.status_code == status
+
+
+async def test_redirect_url_without_raw_path_encodes_the_decoded_path(
+    clerk: MockClerk, clock: FakeClock
+) -> None:
+    """Case 79: a scope without raw_path still yields one encoded redirect_url on the origin."""
+    app = middleware(Spy(), clerk, clock)
+    sent = await call(app, http_scope("/dash board/é", [(b"accept", b"text/html")], query=b"tab=2"))
+    assert sent[0]["status"] == 307
+    assert redirect_url_of(response_headers(sent)["location"]) == (
+        "https://app.example.com/dash%20board/%C3%A9?tab=2"
+    )
+
+
+async def test_absolute_form_target_still_redirects_to_a_url_on_this_origin(
+    clerk: MockClerk, clock: FakeClock
+) -> None:
+    """Case 69/77: h11 keeps 'GET http://evil.example/admin' as the path; redirect_url stays ours."""
+    app = middleware(Spy(), clerk, clock)
+    target = "http://evil.example/admin"
+    sent = await call(
+        app, http_scope(target, [(b"accept", b"text/html")], raw_path=target.encode())
+    )
+    assert sent[0]["status"] == 307
+    assert redirect_url_of(response_headers(sent)["location"]) == (
+        "https://app.example.com/http://evil.example/admin"
+    )

@@ -576,3 +576,13 @@ def test_hostile_long_paths_get_the_right_answer(
 def test_hostile_long_paths_against_the_whole_table(path: str, expected_kind: str) -> None:
     """Case 74: 8 KiB paths through a full table (one combined regex) get the right rule."""
     assert RuleMatcher(ODD_TABLE, DEFAULT).match(path).kind == expected_kind
+
+
+def test_the_path_cache_stays_bounded_and_answers_stay_right() -> None:
+    """Distinct paths beyond the route cache's size still get the right rule (cache refilled)."""
+    admin = Rule.protect("/admin/:path*", role="org:admin")
+    matcher = RuleMatcher([Rule.public("/public/:path*"), admin], DEFAULT)
+    for i in range(RuleMatcher.CACHE_SIZE + 10):
+        assert matcher.match(f"/admin/{i}") is admin
+        assert matcher.match(f"/public/{i}").kind == "public"
+    assert matcher.match("/elsewhere") is DEFAULT
