@@ -1888,7 +1888,7 @@ async def test_redirect_url_without_raw_path_encodes_the_decoded_path(
 async def test_absolute_form_target_still_redirects_to_a_url_on_this_origin(
     clerk: MockClerk, clock: FakeClock
 ) -> None:
-    """Case 69/77: h11 keeps 'GET http://evil.example/admin' as the path; redirect_url stays ours."""
+    """Cases 69, 77: h11 keeps 'GET http://evil.example/admin' as path; redirect_url stays ours."""
     app = middleware(Spy(), clerk, clock)
     target = "http://evil.example/admin"
     sent = await call(
