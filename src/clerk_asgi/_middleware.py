@@ -3,7 +3,7 @@
 One request, start to finish (DESIGN.md §2):
 
 1. lifespan passes through; scope types other than http/websocket are refused;
-2. one pass over the headers finds the token carriers and every client copy of ``x-user-id``;
+2. the headers, read once into a dict, give the token carriers and every copy of ``x-user-id``;
 3. the route path (``scope["path"]`` minus ``root_path``) picks the first matching rule;
 4. the token (Authorization header first, else the ``__session`` cookie) becomes an Auth;
 5. the rule decides: run the app, redirect to sign-in, or answer 401/403/503;
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final, Literal
 
 import httpx
@@ -42,18 +42,18 @@ DEFAULT_API_URL: Final = "https://api.clerk.com"
 _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 _NO_TOKEN: Final = Auth.signed_out(R.SESSION_TOKEN_MISSING)
 
-# Header name -> slot in the per-request scan.
-_AUTHORIZATION, _COOKIE, _DEST, _ACCEPT, _HOST, _ORIGIN, _SITE, _XRW = range(8)
-_WATCHED: Final = {
-    b"authorization": _AUTHORIZATION,
-    b"cookie": _COOKIE,
-    b"sec-fetch-dest": _DEST,
-    b"accept": _ACCEPT,
-    b"host": _HOST,
-    b"origin": _ORIGIN,
-    b"sec-fetch-site": _SITE,
-    b"x-requested-with": _XRW,
-}
+
+def _spellings(name: str) -> frozenset[bytes]:
+    """Every spelling of a header name a client could smuggle: any case, ``_`` for ``-``."""
+    variants = [""]
+    for char in name:
+        options = {char.lower(), char.upper()} | ({"_"} if char == "-" else set())
+        variants = [v + o for v in variants for o in options]
+    return frozenset(v.encode("ascii") for v in variants)
+
+
+#: The 512 spellings of ``x-user-id`` (case, ``_`` for ``-``): removed from every request.
+_IDENTITY_SPELLINGS: Final = _spellings("x-user-id")
 
 
 class ClerkMiddleware:
@@ -292,22 +292,23 @@ class ClerkMiddleware:
                 logger.warning("Refusing ASGI scope of unknown type %r", kind)
             return
 
-        found: list[bytes | None] = [None] * 8
-        authorizations = 0
-        cookies: list[bytes] = []
-        spoofed = False
-        for name, value in scope["headers"]:
-            slot = _WATCHED.get(name)
-            if slot is None:
-                if len(name) == 9 and name.lower().replace(b"_", b"-") == b"x-user-id":
-                    spoofed = True
-            elif slot == _AUTHORIZATION:
-                authorizations += 1
-                found[_AUTHORIZATION] = value
-            elif slot == _COOKIE:
-                cookies.append(value)
-            elif found[slot] is None:
-                found[slot] = value
+        # Headers by name, in C: dict() keeps the last of repeated names, so when names repeat
+        # we rebuild it keeping the first, and count Authorization and collect every Cookie.
+        raw_headers = scope["headers"]
+        found: dict[bytes, bytes] = dict(raw_headers)
+        spoofed = not _IDENTITY_SPELLINGS.isdisjoint(found)
+        if len(found) == len(raw_headers):
+            authorizations = 1 if b"authorization" in found else 0
+            cookie = found.get(b"cookie")
+            cookies = [cookie] if cookie is not None else []
+        else:
+            found, authorizations, cookies = {}, 0, []
+            for name, value in raw_headers:
+                if name == b"authorization":
+                    authorizations += 1
+                elif name == b"cookie":
+                    cookies.append(value)
+                found.setdefault(name, value)
 
         path: str = scope["path"]
         if scope.get("root_path"):
@@ -319,7 +320,7 @@ class ClerkMiddleware:
         if authorizations > 1:
             token = AMBIGUOUS
         elif authorizations == 1:
-            token = token_from_authorization(found[_AUTHORIZATION].decode("latin-1"))  # type: ignore[union-attr]
+            token = token_from_authorization(found[b"authorization"].decode("latin-1"))
         if token is None and cookies:
             token, carrier = session_cookie(cookies), "cookie"
         if token is None:
@@ -343,11 +344,7 @@ class ClerkMiddleware:
         if rule.kind == "api" and user_id is not None:
             identity = (b"x-user-id", user_id.encode("ascii"))  # ASCII: checked by the verifier
         if spoofed:
-            scope["headers"] = [
-                (n, v)
-                for n, v in scope["headers"]
-                if len(n) != 9 or n.lower().replace(b"_", b"-") != b"x-user-id"
-            ]
+            scope["headers"] = [(n, v) for n, v in scope["headers"] if n not in _IDENTITY_SPELLINGS]
         if identity is not None:
             scope["headers"] = [*scope["headers"], identity]
         started = False
@@ -383,7 +380,7 @@ class ClerkMiddleware:
         scope: Scope,
         rule: Rule,
         auth: Auth,
-        found: list[bytes | None],
+        found: Mapping[bytes, bytes],
         token_presented: bool,
     ) -> Refusal | None:
         """What a protect/api rule answers for ``auth``, or None to run the app."""
@@ -395,7 +392,7 @@ class ClerkMiddleware:
                 target = with_query(
                     self.sign_in_url,
                     "redirect_url",
-                    redirect_url_for(scope, found[_HOST], self.public_origin),
+                    redirect_url_for(scope, found.get(b"host"), self.public_origin),
                 )
                 return Refusal(307, reason, location=target)
             return Refusal(401, reason, token_presented=token_presented)
@@ -405,7 +402,7 @@ class ClerkMiddleware:
             return Refusal(307, R.AUTHORIZATION_FAILED, "signed-in", location=rule.unauthorized_url)
         return Refusal(403, R.AUTHORIZATION_FAILED, "signed-in")
 
-    def _cross_site(self, scope: Scope, found: list[bytes | None]) -> bool:
+    def _cross_site(self, scope: Scope, found: Mapping[bytes, bytes]) -> bool:
         """A cookie-carried session used cross-site (CSRF / cross-site WebSocket hijacking).
 
         WebSocket handshakes must send an allowed ``Origin``; state-changing HTTP methods are
@@ -414,24 +411,24 @@ class ClerkMiddleware:
         websocket: bool = scope["type"] == "websocket"
         if not websocket and scope["method"] in _SAFE_METHODS:
             return False
-        if found[_SITE] == b"cross-site":
+        if found.get(b"sec-fetch-site") == b"cross-site":
             return True
-        origin = found[_ORIGIN]
+        origin = found.get(b"origin")
         if origin is None:
             return websocket
         text: str = origin.decode("latin-1")
         if self.authorized_parties:
             return text not in self.authorized_parties
-        return text != (self.public_origin or request_origin(scope, found[_HOST]))
+        return text != (self.public_origin or request_origin(scope, found.get(b"host")))
 
 
-def _is_navigation(scope: Scope, found: list[bytes | None]) -> bool:
+def _is_navigation(scope: Scope, found: Mapping[bytes, bytes]) -> bool:
     """A browser page load: GET/HEAD with ``Sec-Fetch-Dest`` document/iframe, or no
     ``Sec-Fetch-Dest`` and ``Accept`` naming text/html (and not an XMLHttpRequest)."""
     if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
         return False
-    dest = found[_DEST]
+    dest = found.get(b"sec-fetch-dest")
     if dest is not None:
         return dest in (b"document", b"iframe")
-    accept = found[_ACCEPT]
-    return accept is not None and b"text/html" in accept and found[_XRW] is None
+    accept = found.get(b"accept")
+    return accept is not None and b"text/html" in accept and found.get(b"x-requested-with") is None
