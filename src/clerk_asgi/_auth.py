@@ -102,10 +102,15 @@ class FrozenDict(dict[str, Any]):
     update = pop = popitem = clear = setdefault = __ior__ = _read_only
 
 
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+
+
 def _freeze(value: Any) -> Any:
     """A read-only deep copy of JSON data: objects become FrozenDicts, arrays tuples."""
+    if type(value) in _SCALARS:
+        return value
     if isinstance(value, Mapping):
-        return FrozenDict({k: _freeze(v) for k, v in value.items()})
+        return FrozenDict({k: v if type(v) in _SCALARS else _freeze(v) for k, v in value.items()})
     if isinstance(value, list | tuple):
         return tuple(_freeze(v) for v in value)
     return value
@@ -188,7 +193,7 @@ class Auth:
         permissions: tuple[str, ...] = ()
         if claims.get("v") == 2:
             org = claims.get("o")
-            if isinstance(org, Mapping):
+            if isinstance(org, dict):  # frozen: a FrozenDict
                 org_id = _str_or_none(org.get("id"))
                 org_slug = _str_or_none(org.get("slg"))
                 role = _str_or_none(org.get("rol"))
@@ -211,7 +216,7 @@ class Auth:
             org_slug=org_slug,
             org_permissions=permissions,
             session_status=_str_or_none(claims.get("sts")),
-            actor=actor if isinstance(actor, Mapping) else None,
+            actor=actor if isinstance(actor, dict) else None,
             claims=claims,
             token=token,
         )

@@ -328,7 +328,7 @@ class ClerkMiddleware:
         elif token is AMBIGUOUS:
             auth = Auth.signed_out(R.TOKEN_INVALID)
         else:
-            auth = self.verifier.cached(token) or await self.verifier.authenticate(token)
+            auth = self.verifier.cached(token) or await self.verifier.verify(token)
             if carrier == "cookie" and auth.user_id is not None and self._cross_site(scope, found):
                 auth = Auth.signed_out(R.ORIGIN_NOT_AUTHORIZED)
 
