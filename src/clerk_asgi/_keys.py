@@ -135,7 +135,7 @@ class StaticKeySet:
     def __init__(self, key: RSAPublicKey) -> None:
         self._key = key
 
-    def peek(self, kid: str) -> RSAPublicKey | None:
+    def peek(self, kid: str, now: float | None = None) -> RSAPublicKey | None:
         return self._key
 
     async def get(self, kid: str, *, may_refetch: bool = True) -> RSAPublicKey:
@@ -177,10 +177,14 @@ class RemoteKeySet:
     def _fresh(self, now: float) -> bool:
         return self._fetched_at <= now < self._fetched_at + self._ttl
 
-    def peek(self, kid: str) -> RSAPublicKey | None:
-        """The cached key for ``kid`` if the cache is fresh; never does I/O."""
+    def peek(self, kid: str, now: float | None = None) -> RSAPublicKey | None:
+        """The cached key for ``kid`` if the cache is fresh (at ``now``); never does I/O."""
         keys = self._keys
-        if keys is None or not self._fresh(self._clock()):
+        if keys is None:
+            return None
+        if now is None:
+            now = self._clock()
+        if not self._fetched_at <= now < self._fetched_at + self._ttl:
             return None
         return keys.get(kid)
 

@@ -320,7 +320,11 @@ class ClerkMiddleware:
         if authorizations > 1:
             token = AMBIGUOUS
         elif authorizations == 1:
-            token = token_from_authorization(found[b"authorization"].decode("latin-1"))
+            value = found[b"authorization"]
+            if value.startswith(b"Bearer ") and len(value) > 7:  # the common case, inline
+                token = value[7:].decode("latin-1")
+            else:
+                token = token_from_authorization(value.decode("latin-1"))
         if token is None and cookies:
             token, carrier = session_cookie(cookies), "cookie"
         if token is None:

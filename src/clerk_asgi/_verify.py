@@ -55,7 +55,7 @@ _B64URL_AND_DOT: Final = (string.ascii_letters + string.digits + "-_.").encode("
 
 
 class KeySet(Protocol):
-    def peek(self, kid: str) -> RSAPublicKey | None: ...
+    def peek(self, kid: str, now: float | None = None) -> RSAPublicKey | None: ...
     async def get(self, kid: str, *, may_refetch: bool = True) -> RSAPublicKey: ...
     def retry_after(self) -> int: ...
 
@@ -179,7 +179,7 @@ class TokenVerifier:
             return None
         auth, valid_before, fresh_until, kid, key = hit
         now = self._clock()
-        if now < valid_before and now <= fresh_until and self.keys.peek(kid) is key:
+        if now < valid_before and now <= fresh_until and self.keys.peek(kid, now) is key:
             return auth
         del self._cache[token]
         return None
