@@ -1790,12 +1790,65 @@ async def test_cached_token_honours_max_token_age(keys: Keys, clock: FakeClock) 
 
 
 async def test_refusals_are_not_cached(keys: Keys, clock: FakeClock) -> None:
-    """A token refused as not yet valid is accepted once its nbf is reached (no negative cache)."""
+    """A token refused as not yet valid is accepted once its nbf is reached (time can undo
+    that refusal, so it is never remembered)."""
     verifier = static_verifier(keys, clock)
     token = valid(keys, nbf=NOW + 30)
     assert_outcome(await verifier.authenticate(token), NOT_ACTIVE)
     clock.advance(25)
     assert_outcome(await verifier.authenticate(token), OK)
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"exp": NOW - 60}, "token-expired"),
+        ({"azp": "https://evil.example"}, "token-invalid-authorized-parties"),
+        ({"iss": "https://clerk.evil.example"}, "token-invalid-issuer"),
+        ({"sub": 123}, "token-verification-failed"),
+    ],
+)
+async def test_final_refusals_after_the_signature_are_remembered(
+    keys: Keys, clock: FakeClock, changes: dict[str, Any], reason: str
+) -> None:
+    """A signed token refused for good is answered from memory the next time (same Auth)."""
+    verifier = static_verifier(keys, clock)
+    token = valid(keys, **changes)
+    first = await verifier.authenticate(token)
+    assert first == Auth.signed_out(reason)
+    assert await verifier.authenticate(token) is first
+
+
+async def test_a_bad_signature_is_remembered_while_its_key_is_current(
+    jwks: Harness, keys: Keys
+) -> None:
+    """A forgery replayed is refused from memory; after its key leaves the JWKS it is looked
+    at afresh (and refused as jwk-kid-mismatch)."""
+    verifier = jwks.verifier()
+    token = forged(keys)
+    first = await verifier.authenticate(token)
+    assert first == Auth.signed_out("token-invalid-signature")
+    assert await verifier.authenticate(token) is first
+    assert jwks.fetches == 1
+    jwks.transport.keys = [keys.k2]
+    jwks.clock.advance(300)
+    assert await verifier.authenticate(token) == Auth.signed_out("jwk-kid-mismatch")
+    assert jwks.fetches == 2
+
+
+async def test_remembered_refusals_are_bounded_and_never_evict_valid_tokens(
+    keys: Keys, clock: FakeClock
+) -> None:
+    """Refusals get a quarter of cache_size, first in first out, apart from valid tokens."""
+    verifier = static_verifier(keys, clock, cache_size=8)
+    good = valid(keys)
+    accepted = await verifier.authenticate(good)
+    expired = [valid(keys, exp=NOW - 60, sub=f"user_{i}") for i in range(3)]
+    refusals = [await verifier.authenticate(token) for token in expired]
+    assert await verifier.authenticate(expired[2]) is refusals[2]
+    assert await verifier.authenticate(expired[1]) is refusals[1]
+    assert await verifier.authenticate(expired[0]) is not refusals[0]  # evicted, checked again
+    assert await verifier.authenticate(good) is accepted
 
 
 class _BrokenKeySet:

@@ -60,6 +60,13 @@ class KeySet(Protocol):
     def retry_after(self) -> int: ...
 
 
+#: A remembered outcome: (auth, valid while now < this, and while now <= this, kid, key).
+_Entry = tuple[Auth, float, float, str, RSAPublicKey]
+
+#: Refusals that time can undo (the token becomes valid later): never remembered.
+_TRANSIENT: Final = frozenset({R.TOKEN_NOT_ACTIVE_YET, R.TOKEN_IAT_IN_THE_FUTURE})
+
+
 class _Rejected(Exception):
     def __init__(self, reason: str) -> None:
         self.reason = reason
@@ -166,7 +173,12 @@ class TokenVerifier:
         # Accepted JOSE header segments -> kid: an instance signs with a handful of headers.
         self._headers: dict[str, str] = {}
         # token -> (auth, valid while now < this, and now <= this (max age), kid, key)
-        self._cache: OrderedDict[str, tuple[Auth, float, float, str, RSAPublicKey]] = OrderedDict()
+        self._cache: OrderedDict[str, _Entry] = OrderedDict()
+        # Tokens whose signature was checked and that can never pass (bad signature for the
+        # current key, expired, wrong azp/iss...): a stale tab repeating its expired cookie, or a
+        # replayed forgery, costs a lookup instead of an RSA check. Kept apart, and smaller, so
+        # rejected tokens can never push valid ones out.
+        self._rejected: OrderedDict[str, _Entry] = OrderedDict()
 
     def cached(self, token: str) -> Auth | None:
         """The Auth of a token verified before and still valid, without any I/O; else None.
@@ -174,14 +186,18 @@ class TokenVerifier:
         A hit is re-checked every time: ``exp`` (with skew) and ``max_token_age`` against the
         clock, and the key that verified it must still be the current, fresh key for its kid.
         """
-        hit = self._cache.get(token)
+        cache = self._cache
+        hit = cache.get(token)
         if hit is None:
-            return None
+            cache = self._rejected
+            hit = cache.get(token)
+            if hit is None:
+                return None
         auth, valid_before, fresh_until, kid, key = hit
         now = self._clock()
         if now < valid_before and now <= fresh_until and self.keys.peek(kid, now) is key:
             return auth
-        del self._cache[token]
+        del cache[token]
         return None
 
     async def authenticate(self, token: str) -> Auth:
@@ -231,15 +247,22 @@ class TokenVerifier:
         if key is None:
             key = await self.keys.get(kid, may_refetch=self._worth_a_refetch(claims))
         signing_input = raw[: len(header_b64) + 1 + len(payload_b64)]
-        if not verify_signature(key, signing_input, signature):
-            raise _Rejected(R.TOKEN_INVALID_SIGNATURE)
-
-        exp, iat = self._check_claims(claims)
+        try:
+            if not verify_signature(key, signing_input, signature):
+                raise _Rejected(R.TOKEN_INVALID_SIGNATURE)
+            exp, iat = self._check_claims(claims)
+        except _Rejected as rejected:
+            if rejected.reason in _TRANSIENT:
+                raise
+            # Final: remember the refusal while this key is current.
+            refusal = Auth.signed_out(rejected.reason)
+            self._remember(self._rejected, token, (refusal, math.inf, math.inf, kid, key))
+            return refusal
         auth = Auth.from_claims(claims, token)
         if auth.session_status == "pending" and self._pending_signed_out:
             auth = Auth.signed_out(R.SESSION_PENDING, session_status="pending")
         fresh_until = math.inf if self._max_age is None else iat + self._max_age  # type: ignore[operator]
-        self._remember(token, (auth, exp + self._skew, fresh_until, kid, key))
+        self._remember(self._cache, token, (auth, exp + self._skew, fresh_until, kid, key))
         return auth
 
     @staticmethod
@@ -304,10 +327,10 @@ class TokenVerifier:
             raise _Rejected(R.TOKEN_TOO_OLD)
         return exp, iat
 
-    def _remember(self, token: str, entry: tuple[Auth, float, float, str, RSAPublicKey]) -> None:
-        cache = self._cache
-        if self._cache_size <= 0:
+    def _remember(self, cache: OrderedDict[str, _Entry], token: str, entry: _Entry) -> None:
+        size = self._cache_size if cache is self._cache else self._cache_size // 4
+        if size <= 0:
             return
-        if len(cache) >= self._cache_size:
+        if len(cache) >= size:
             cache.popitem(last=False)  # first in, first out
         cache[token] = entry
