@@ -107,8 +107,6 @@ _SCALARS: Final = frozenset({str, int, float, bool, type(None)})
 
 def _freeze(value: Any) -> Any:
     """A read-only deep copy of JSON data: objects become FrozenDicts, arrays tuples."""
-    if type(value) in _SCALARS:
-        return value
     if isinstance(value, Mapping):
         return FrozenDict({k: v if type(v) in _SCALARS else _freeze(v) for k, v in value.items()})
     if isinstance(value, list | tuple):
