@@ -179,18 +179,20 @@ def parse_authorized_parties(value: Iterable[str] | str | None) -> frozenset[str
     return frozenset(validate_origin(item, "Each authorized party") for item in items)
 
 
-def validate_jwks_url(url: str, what: str = "jwks_url") -> str:
-    """A JWKS URL must be https (plain http only on localhost) and fixed at configuration time."""
+def _is_secure_url(url: str) -> bool:
+    """An absolute ``https://`` URL with a host (plain ``http://`` only for localhost)."""
     try:
         parts = urlsplit(url)
     except ValueError:
-        parts = None
-    if (
-        parts is not None
-        and parts.hostname
-        and not _UNSAFE.search(url)
-        and (parts.scheme == "https" or (parts.scheme == "http" and _is_local(parts.hostname)))
-    ):
+        return False
+    return bool(parts.hostname) and (
+        parts.scheme == "https" or (parts.scheme == "http" and _is_local(parts.hostname))
+    )
+
+
+def validate_jwks_url(url: str, what: str = "jwks_url") -> str:
+    """A JWKS URL must be https (plain http only on localhost) and fixed at configuration time."""
+    if not _UNSAFE.search(url) and _is_secure_url(url):
         return url
     raise ConfigurationError(
         f"{what} must use https:// (plain http:// is only allowed for localhost), got {url!r}."
@@ -205,17 +207,7 @@ def validate_redirect_target(url: str, what: str) -> str:
         raise ConfigurationError(
             f"{what} {url!r} must be ASCII: percent-encode it (for example '/connexion/%C3%A9')."
         )
-    if url.startswith("/") and not url.startswith("//"):
-        return url
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        parts = None
-    if (
-        parts is not None
-        and parts.hostname
-        and (parts.scheme == "https" or (parts.scheme == "http" and _is_local(parts.hostname)))
-    ):
+    if (url.startswith("/") and not url.startswith("//")) or _is_secure_url(url):
         return url
     raise ConfigurationError(
         f"{what} must be a path on this site like '/sign-in' or an https:// URL, got {url!r}."
