@@ -204,7 +204,8 @@ class Auth:
             raw = claims.get("org_permissions")
             if isinstance(raw, list | tuple):
                 permissions = tuple(p for p in raw if isinstance(p, str))
-        claims = _freeze(claims)
+        if type(claims) is not FrozenDict:  # already read-only when parsed from a token
+            claims = _freeze(claims)
         actor = claims.get("act")
         return cls(
             user_id=claims["sub"],

@@ -21,7 +21,7 @@ signature segment must be canonical, so a cache hit is exactly a token that veri
 
 from __future__ import annotations
 
-import base64
+import binascii
 import json
 import logging
 import math
@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.hashes import SHA256
 
 from . import _reasons as R
-from ._auth import Auth
+from ._auth import Auth, FrozenDict
 from ._keys import MAX_KID_LENGTH, KeysUnavailableError, UnknownKeyError
 
 __all__ = ["MAX_TOKEN_LENGTH", "KeySet", "TokenVerifier", "verify_signature"]
@@ -85,8 +85,15 @@ def verify_signature(key: RSAPublicKey, signing_input: bytes, signature: bytes) 
     return True
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
+def _frozen_list(items: list[Any]) -> tuple[Any, ...]:
+    return tuple(_frozen_list(item) if type(item) is list else item for item in items)
+
+
+def _frozen_object(pairs: list[tuple[str, Any]]) -> FrozenDict:
+    """Each JSON object, as it is parsed (innermost first): read-only, no duplicate members."""
+    result = FrozenDict(
+        (name, _frozen_list(value) if type(value) is list else value) for name, value in pairs
+    )
     if len(result) != len(pairs):
         raise ValueError("duplicate member name")
     return result
@@ -96,20 +103,23 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-# Strict JSON: no duplicate member names, no NaN/Infinity.
+# Strict JSON, read-only from the start: no duplicate members, no NaN/Infinity, arrays as tuples.
 _DECODER: Final = json.JSONDecoder(
-    object_pairs_hook=_no_duplicates, parse_constant=_reject_constant
+    object_pairs_hook=_frozen_object, parse_constant=_reject_constant
 )
+_URLSAFE_TO_STANDARD: Final = bytes.maketrans(b"-_", b"+/")
 
 
-def _json_object(segment: str) -> dict[str, Any]:
+def _json_object(segment: bytes) -> FrozenDict:
     """A base64url segment holding exactly one JSON object, nothing before or after it."""
     try:
-        text = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)).decode("utf-8")
+        # Padding is appended generously: the non-strict decoder ignores what is not needed.
+        data = binascii.a2b_base64(segment.translate(_URLSAFE_TO_STANDARD) + b"==")
+        text = data.decode("utf-8")
         value, end = _DECODER.raw_decode(text)
-    except (ValueError, RecursionError):
+    except (ValueError, RecursionError):  # binascii.Error and UnicodeDecodeError included
         raise _Rejected(R.TOKEN_INVALID) from None
-    if end != len(text) or not isinstance(value, dict):
+    if end != len(text) or type(value) is not FrozenDict:
         raise _Rejected(R.TOKEN_INVALID)
     return value
 
@@ -127,13 +137,15 @@ def _number(value: Any) -> float:
 
 _B64_VALUE: Final = {
     c: i
-    for i, c in enumerate(string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_")
+    for i, c in enumerate(
+        (string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_").encode("ascii")
+    )
 }
 # Bits of the last base64url character that must be zero, by segment length modulo 4.
 _TAIL_BITS: Final = {0: 0, 2: 0b1111, 3: 0b11}
 
 
-def _canonical_signature(segment: str) -> bytes:
+def _canonical_signature(segment: bytes) -> bytes:
     """Decode the signature segment, refusing non-canonical spellings (non-zero trailing bits).
 
     The signature covers the header and payload segments as written, so only the signature
@@ -142,7 +154,7 @@ def _canonical_signature(segment: str) -> bytes:
     unused = _TAIL_BITS.get(len(segment) % 4)
     if unused is None or _B64_VALUE[segment[-1]] & unused:
         raise _Rejected(R.TOKEN_INVALID)
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    return binascii.a2b_base64(segment.translate(_URLSAFE_TO_STANDARD) + b"==")
 
 
 class TokenVerifier:
@@ -171,7 +183,7 @@ class TokenVerifier:
         self._max_age = max_token_age
         self._cache_size = cache_size
         # Accepted JOSE header segments -> kid: an instance signs with a handful of headers.
-        self._headers: dict[str, str] = {}
+        self._headers: dict[bytes, str] = {}
         # token -> (auth, valid while now < this, and now <= this (max age), kid, key)
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         # Tokens whose signature was checked and that can never pass (bad signature for the
@@ -205,7 +217,8 @@ class TokenVerifier:
         return self.cached(token) or await self.verify(token)
 
     async def verify(self, token: str) -> Auth:
-        """Verify ``token`` from scratch (and remember it if valid). Never raises."""
+        """Verify ``token`` from scratch (and remember the outcome when it is final). Never
+        raises, whatever the input."""
         try:
             return await self._verify(token)
         except _Rejected as rejected:
@@ -233,7 +246,7 @@ class TokenVerifier:
             if token.startswith(_MACHINE_PREFIXES):
                 raise _Rejected(R.TOKEN_TYPE_MISMATCH)
             raise _Rejected(R.TOKEN_INVALID)
-        header_b64, payload_b64, signature_b64 = token.split(".")
+        header_b64, payload_b64, signature_b64 = raw.split(b".")
         kid = self._headers.get(header_b64)
         if kid is None:
             kid = self._check_header(_json_object(header_b64))
@@ -306,8 +319,8 @@ class TokenVerifier:
             raise _Rejected(R.TOKEN_INVALID_AUTHORIZED_PARTIES)
         if self._audience:
             aud = claims.get("aud")
-            values = [aud] if isinstance(aud, str) else aud
-            if not isinstance(values, list) or self._audience.isdisjoint(
+            values = (aud,) if isinstance(aud, str) else aud
+            if not isinstance(values, tuple) or self._audience.isdisjoint(
                 v for v in values if isinstance(v, str)
             ):
                 raise _Rejected(R.TOKEN_INVALID_AUDIENCE)
