@@ -130,6 +130,8 @@ _QUERY_SAFE: Final = _PATH_SAFE + "?"
 
 
 def request_origin(scope: Scope, host: bytes | None) -> str:
+    """The request's own origin: its scheme and ``Host`` header (when well formed), else the
+    server address. Behind a proxy this is the proxy's view: configure ``public_origin``."""
     scheme: str = scope.get("scheme") or "http"
     scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
     if host is not None:
