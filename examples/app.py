@@ -18,8 +18,6 @@ Two modes, chosen from the environment when the app is created:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import html
 import logging
 import os
@@ -33,10 +31,10 @@ from dev_issuer import DEMO_USERS, DevIssuer
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from clerk_asgi import Auth, ClerkMiddleware, ConfigurationError, Rule
+from clerk_asgi import Auth, ClerkMiddleware, Rule
 from clerk_asgi.fastapi import CurrentAuth
 
-__all__ = ["KEY_VARIABLES", "RULES", "app", "create_app", "frontend_api", "same_origin_target"]
+__all__ = ["KEY_VARIABLES", "RULES", "app", "create_app", "same_origin_target"]
 
 logger = logging.getLogger("clerk_asgi.example")
 
@@ -84,25 +82,6 @@ def same_origin_target(target: str | None, origin: str, fallback: str = "/") -> 
     ):
         return target
     return fallback
-
-
-def frontend_api(publishable_key: str) -> str:
-    """The Frontend API host a publishable key encodes: ``pk_test_<base64("<host>$")>``."""
-    parts = publishable_key.strip().split("_")
-    host = ""
-    if len(parts) == 3 and parts[0] == "pk" and parts[1] in ("test", "live"):
-        encoded = parts[2]
-        try:
-            host = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            host = ""
-    host = host.removesuffix("$").lower() if host.endswith("$") else ""
-    if "." not in host or not _HOST.fullmatch(host):
-        raise ConfigurationError(
-            "CLERK_PUBLISHABLE_KEY is not a Clerk publishable key: copy pk_test_... or "
-            "pk_live_... from the Clerk Dashboard, API keys page."
-        )
-    return host
 
 
 def _origin(request: Request) -> str:
@@ -336,14 +315,7 @@ def create_app(*, dev_issuer: DevIssuer | None = None) -> FastAPI:
         ConfigurationError: a ``CLERK_*`` variable is malformed.
     """
     real = any(os.environ.get(name) for name in KEY_VARIABLES)
-    publishable_key = os.environ.get("CLERK_PUBLISHABLE_KEY") or None
     issuer = None if real else (dev_issuer or DevIssuer())
-    site = Site(
-        dev=issuer,
-        publishable_key=publishable_key,
-        frontend_api=frontend_api(publishable_key) if publishable_key else None,
-    )
-
     app = FastAPI(title="clerk-asgi example")
     options: dict[str, Any] = {
         "rules": RULES,
@@ -361,8 +333,13 @@ def create_app(*, dev_issuer: DevIssuer | None = None) -> FastAPI:
     # Starlette builds its middleware on the first request (where uvicorn reports a failing
     # lifespan as "unsupported" and carries on): build one now, so that a bad CLERK_* value
     # stops the server at start-up with the middleware's own message.
-    ClerkMiddleware(app, **options)
+    checked = ClerkMiddleware(app, **options)
     app.add_middleware(ClerkMiddleware, **options)
+    site = Site(
+        dev=issuer,
+        publishable_key=os.environ.get("CLERK_PUBLISHABLE_KEY") or None,
+        frontend_api=checked.frontend_api,
+    )
     if issuer:
         logger.warning(
             "Development issuer active (not Clerk): anyone who can reach this server can sign "

@@ -138,6 +138,8 @@ class ClerkMiddleware:
 
         publishable = C.env(publishable_key, "publishable_key")
         pk = C.parse_publishable_key(publishable) if publishable else None
+        #: The Frontend API host of the publishable key (where clerk-js is served), if any.
+        self.frontend_api = pk.frontend_api if pk else None
         self.issuer = issuer or (pk.issuer if pk else None)
         if issuer is not None:
             C.validate_origin(issuer, "issuer")
