@@ -461,15 +461,17 @@ async def test_protect_signed_in_without_role_navigation_goes_to_unauthorized_ur
     assert_redirect(r, "/unauthorized", "authorization-failed", status="signed-in")
 
 
-async def test_protect_signed_in_without_role_fetch_gets_403(
-    clerk: MockClerk, clock: FakeClock
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_protect_signed_in_without_role_fetch_also_goes_to_unauthorized_url(
+    clerk: MockClerk, clock: FakeClock, method: str
 ) -> None:
-    """Case 81: has() fails on a non-navigation -> 403 JSON even with unauthorized_url set."""
+    """DESIGN §2: with unauthorized_url, has() failing redirects every HTTP request there (as
+    Clerk's protect() does), never to sign-in."""
     async with client(make_app(clerk, clock)) as c:
-        r = await c.get(
-            "/admin/users", headers={**FETCH, **bearer(clerk.token(issued_at=clock.now))}
+        r = await c.request(
+            method, "/admin/users", headers={**FETCH, **bearer(clerk.token(issued_at=clock.now))}
         )
-    assert_403(r)
+    assert_redirect(r, "/unauthorized", "authorization-failed", status="signed-in")
 
 
 @pytest.mark.parametrize("headers", [BROWSER, FETCH], ids=["navigation", "fetch"])

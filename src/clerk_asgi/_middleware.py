@@ -404,7 +404,7 @@ class ClerkMiddleware:
             return Refusal(401, reason, token_presented=token_presented)
         if not rule.requires_authorization or auth.has(role=rule.role, permission=rule.permission):
             return None
-        if rule.unauthorized_url and _is_navigation(scope, found):
+        if rule.unauthorized_url and scope["type"] == "http":  # any request, as Clerk's protect()
             return Refusal(307, R.AUTHORIZATION_FAILED, "signed-in", location=rule.unauthorized_url)
         return Refusal(403, R.AUTHORIZATION_FAILED, "signed-in")
 
