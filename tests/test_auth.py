@@ -649,3 +649,28 @@ def test_has_arguments_are_keyword_only() -> None:
     """has("org:admin") is a TypeError: a positional string cannot be mistaken for a role."""
     with pytest.raises(TypeError):
         Auth.from_claims(V1_ADMIN).has("org:admin")  # type: ignore[call-arg]
+
+
+def test_read_only_claims_still_equal_the_json_they_came_from() -> None:
+    """Frozen claims compare equal to the plain payload, arrays to lists and to tuples alike."""
+    payload = {
+        "sub": "user_1",
+        "sid": "sess_1",
+        "fva": [5, -1],
+        "org_id": "org_1",
+        "org_permissions": ["org:invoices:read"],
+        "act": {"sub": "user_support", "roles": ["a", ["b"]]},
+    }
+    auth = Auth.from_claims(payload)
+    assert auth.claims == payload
+    assert auth.claims["fva"] == [5, -1]
+    assert auth.claims["fva"] == (5, -1)
+    assert auth.claims["fva"] != [5, 0]
+    assert (auth.claims["fva"] != [5, -1]) is False  # __ne__ agrees with __eq__
+    assert auth.claims["fva"] != "5,-1"
+    assert auth.org_permissions == ["org:invoices:read"]
+    assert auth.org_permissions == ("org:invoices:read",)
+    assert Auth.signed_out("session-token-missing").org_permissions == []
+    with pytest.raises(AttributeError):
+        auth.claims["fva"].append(1)  # type: ignore[attr-defined]
+    assert hash(auth.claims["fva"]) == hash((5, -1))

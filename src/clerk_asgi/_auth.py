@@ -68,7 +68,7 @@ def _v2_permissions(org: Mapping[str, Any], claims: Mapping[str, Any]) -> tuple[
     """
     per, fpm = org.get("per"), org.get("fpm")
     if not isinstance(per, str) or not isinstance(fpm, str) or not per or not fpm:
-        return ()
+        return FrozenList()
     permissions = [p.strip() for p in per.split(",")]
     features = _org_features(claims)
     granted: list[str] = []
@@ -83,11 +83,28 @@ def _v2_permissions(org: Mapping[str, Any], claims: Mapping[str, Any]) -> tuple[
         granted.extend(
             f"org:{feature}:{perm}" for j, perm in enumerate(permissions) if (mask >> j) & 1
         )
-    return tuple(granted)
+    return FrozenList(granted)
 
 
 def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+class FrozenList(tuple[Any, ...]):
+    """A JSON array, read-only: a tuple that also equals the list with the same items."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, list):
+            other = tuple(other)
+        return tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    __hash__ = tuple.__hash__
 
 
 class FrozenDict(dict[str, Any]):
@@ -106,11 +123,11 @@ _SCALARS: Final = frozenset({str, int, float, bool, type(None)})
 
 
 def _freeze(value: Any) -> Any:
-    """A read-only deep copy of JSON data: objects become FrozenDicts, arrays tuples."""
+    """A read-only deep copy of JSON data: objects become FrozenDicts, arrays FrozenLists."""
     if isinstance(value, Mapping):
         return FrozenDict({k: v if type(v) in _SCALARS else _freeze(v) for k, v in value.items()})
     if isinstance(value, list | tuple):
-        return tuple(_freeze(v) for v in value)
+        return FrozenList(_freeze(v) for v in value)
     return value
 
 
@@ -135,7 +152,7 @@ class Auth:
     org_id: str | None = None
     org_role: str | None = None
     org_slug: str | None = None
-    org_permissions: tuple[str, ...] = ()
+    org_permissions: tuple[str, ...] = FrozenList()
     session_status: str | None = None
     actor: Mapping[str, Any] | None = None
     claims: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, repr=False)
@@ -187,8 +204,10 @@ class Auth:
         ``claims`` must already be verified; ``sub`` must be a non-empty string. The Auth keeps
         a read-only deep copy of them.
         """
+        if type(claims) is not FrozenDict:  # already read-only when parsed from a token
+            claims = _freeze(claims)
         org_id = org_slug = org_role = None
-        permissions: tuple[str, ...] = ()
+        permissions: tuple[str, ...] = FrozenList()
         if claims.get("v") == 2:
             org = claims.get("o")
             if isinstance(org, dict):  # frozen: a FrozenDict
@@ -202,10 +221,8 @@ class Auth:
             org_slug = _str_or_none(claims.get("org_slug"))
             org_role = _str_or_none(claims.get("org_role"))
             raw = claims.get("org_permissions")
-            if isinstance(raw, list | tuple):
-                permissions = tuple(p for p in raw if isinstance(p, str))
-        if type(claims) is not FrozenDict:  # already read-only when parsed from a token
-            claims = _freeze(claims)
+            if isinstance(raw, tuple):
+                permissions = FrozenList(p for p in raw if isinstance(p, str))
         actor = claims.get("act")
         return cls(
             user_id=claims["sub"],

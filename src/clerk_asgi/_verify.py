@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.hashes import SHA256
 
 from . import _reasons as R
-from ._auth import Auth, FrozenDict
+from ._auth import Auth, FrozenDict, FrozenList
 from ._keys import MAX_KID_LENGTH, KeysUnavailableError, UnknownKeyError
 
 __all__ = ["MAX_TOKEN_LENGTH", "KeySet", "TokenVerifier", "verify_signature"]
@@ -85,8 +85,8 @@ def verify_signature(key: RSAPublicKey, signing_input: bytes, signature: bytes) 
     return True
 
 
-def _frozen_list(items: list[Any]) -> tuple[Any, ...]:
-    return tuple(_frozen_list(item) if type(item) is list else item for item in items)
+def _frozen_list(items: list[Any]) -> FrozenList:
+    return FrozenList(_frozen_list(item) if type(item) is list else item for item in items)
 
 
 def _frozen_object(pairs: list[tuple[str, Any]]) -> FrozenDict:
