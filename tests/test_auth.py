@@ -674,3 +674,10 @@ def test_read_only_claims_still_equal_the_json_they_came_from() -> None:
     with pytest.raises(AttributeError):
         auth.claims["fva"].append(1)  # type: ignore[attr-defined]
     assert hash(auth.claims["fva"]) == hash((5, -1))
+
+
+def test_auth_is_hashable() -> None:
+    """An immutable Auth can be hashed (claims and actor do not take part)."""
+    auth = Auth.from_claims(V1_ADMIN)
+    assert hash(auth) == hash(Auth.from_claims(V1_ADMIN))
+    assert {auth: 1}[Auth.from_claims(V1_ADMIN)] == 1

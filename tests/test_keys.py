@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from fastapi import Depends, FastAPI
 
-from clerk_asgi import Auth, ClerkMiddleware, Rule, current_auth
+from clerk_asgi import Auth, ClerkMiddleware, Rule, current_auth, require_auth
 from clerk_asgi._keys import (
     KeysUnavailableError,
     RemoteKeySet,
@@ -1492,3 +1492,50 @@ async def test_default_client_is_used_when_none_is_injected(clock: FakeClock) ->
     with pytest.raises(KeysUnavailableError) as excinfo:
         await keys.get("k1")
     assert excinfo.value.retry_after == 30
+
+
+async def test_a_ttl_shorter_than_the_cooldown_is_honoured(key: KeyPair, clock: FakeClock) -> None:
+    """jwks_cache_ttl=10 refetches after 10 s even with the 30 s cooldown: the cooldown only
+    spaces unknown-kid refetches and attempts after a failure."""
+    script = ScriptedJWKS(serve(key))
+    keys = remote(script, clock, ttl=10)
+    await keys.get("k1")
+    clock.advance(9)
+    await keys.get("k1")
+    assert len(script.requests) == 1
+    clock.advance(2)
+    await keys.get("k1")
+    assert len(script.requests) == 2
+
+
+async def test_require_auth_answers_503_when_the_keys_cannot_load(
+    key: KeyPair, clock: FakeClock
+) -> None:
+    """DESIGN §2: keys that cannot be loaded are not "signed out", in require_auth() too: 503
+    with Retry-After on a public route guarded by the dependency."""
+    app = FastAPI()
+
+    @app.get("/public/me")
+    async def me(auth: Auth = Depends(require_auth())) -> dict[str, str | None]:
+        return {"user_id": auth.user_id}  # pragma: no cover - never reached
+
+    script = ScriptedJWKS(status(500))
+    app.add_middleware(
+        ClerkMiddleware,
+        jwks_url=JWKS_URL,
+        http_client=script.client(),
+        clock=clock,
+        rules=[Rule.public("/public(.*)")],
+    )
+    token = mint_session_token(key, issued_at=clock.now)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=APP) as c:
+        r = await c.get("/public/me", headers={"authorization": f"Bearer {token}"})
+    assert r.status_code == 503
+    assert r.headers["retry-after"] == "30"
+    assert r.headers["x-clerk-auth-reason"] == "jwk-remote-failed-to-load"
+    assert r.headers["cache-control"] == "no-store"
+    assert r.json() == {
+        "error": "service_unavailable",
+        "reason": "jwk-remote-failed-to-load",
+        "message": "Clerk's signing keys are unavailable; retry shortly.",
+    }

@@ -1900,3 +1900,27 @@ async def test_absolute_form_target_still_redirects_to_a_url_on_this_origin(
     assert redirect_url_of(response_headers(sent)["location"]) == (
         "https://app.example.com/http://evil.example/admin"
     )
+
+
+async def test_path_redirect_targets_are_served_under_the_root_path(
+    clerk: MockClerk, clock: FakeClock
+) -> None:
+    """Under root_path /v1, sign_in_url '/sign-in' and unauthorized_url '/unauthorized' are this
+    app's routes: the Location carries the prefix the browser needs."""
+    app = middleware(Spy(), clerk, clock)
+    signed_out = http_scope("/v1/dashboard", [(b"accept", b"text/html")], root_path="/v1")
+    sent = await call(app, signed_out)
+    location = response_headers(sent)["location"]
+    assert location.startswith("/v1/sign-in?redirect_url=")
+    assert redirect_url_of(location) == "https://app.example.com/v1/dashboard"
+    member = [(b"authorization", b"Bearer " + clerk.token(issued_at=clock.now).encode())]
+    sent = await call(app, http_scope("/v1/admin", member, root_path="/v1"))
+    assert response_headers(sent)["location"] == "/v1/unauthorized"
+
+
+def test_sign_in_url_with_its_own_redirect_url_is_a_configuration_error(
+    clerk: MockClerk, clock: FakeClock
+) -> None:
+    """DESIGN §6 'one redirect_url': a sign_in_url that already has one is refused."""
+    with pytest.raises(ConfigurationError, match="already has a redirect_url parameter"):
+        middleware(Spy(), clerk, clock, sign_in_url="/sign-in?redirect_url=https://evil.example")

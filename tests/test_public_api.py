@@ -38,6 +38,7 @@ CORE_NAMES = [
     "ForbiddenError",
     "MiddlewareNotInstalledError",
     "Rule",
+    "ServiceUnavailableError",
     "SignedOutError",
     "current_auth",
     "get_auth",

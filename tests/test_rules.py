@@ -586,3 +586,11 @@ def test_the_path_cache_stays_bounded_and_answers_stay_right() -> None:
         assert matcher.match(f"/admin/{i}") is admin
         assert matcher.match(f"/public/{i}").kind == "public"
     assert matcher.match("/elsewhere") is DEFAULT
+
+
+@pytest.mark.parametrize("char", ["\x80", "\x85", "\x9b", "\x9f"])
+def test_c1_control_characters_are_odd_too(char: str) -> None:
+    """A decoded %C2%85 (U+0085) is a control character like %0A: never public."""
+    matcher = RuleMatcher([Rule.public("/pub(.*)")], DEFAULT)
+    assert matcher.match(f"/pub/{char}x") is DEFAULT
+    assert matcher.match("/pub/x").kind == "public"

@@ -22,6 +22,7 @@ from .exceptions import (
     ConfigurationError,
     ForbiddenError,
     MiddlewareNotInstalledError,
+    ServiceUnavailableError,
     SignedOutError,
 )
 
@@ -35,6 +36,7 @@ __all__ = [
     "ForbiddenError",
     "MiddlewareNotInstalledError",
     "Rule",
+    "ServiceUnavailableError",
     "SignedOutError",
     "current_auth",
     "get_auth",

@@ -154,8 +154,8 @@ class Auth:
     org_slug: str | None = None
     org_permissions: tuple[str, ...] = FrozenList()
     session_status: str | None = None
-    actor: Mapping[str, Any] | None = None
-    claims: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, repr=False)
+    actor: Mapping[str, Any] | None = field(default=None, hash=False)
+    claims: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, repr=False, hash=False)
     token: str | None = field(default=None, repr=False)
     reason: str | None = None
 

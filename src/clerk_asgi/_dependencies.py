@@ -17,7 +17,12 @@ from . import _reasons as R
 from ._auth import Auth, Reverification
 from ._middleware import AUTH_SCOPE_KEY
 from ._responses import message_for
-from .exceptions import ForbiddenError, MiddlewareNotInstalledError, SignedOutError
+from .exceptions import (
+    ForbiddenError,
+    MiddlewareNotInstalledError,
+    ServiceUnavailableError,
+    SignedOutError,
+)
 
 __all__ = ["current_auth", "get_auth", "require_auth"]
 
@@ -53,10 +58,10 @@ def require_auth(
 ) -> Callable[[HTTPConnection], Awaitable[Auth]]:
     """A dependency that returns the Auth, or refuses the request.
 
-    Signed out -> 401 with the Auth's reason. Signed in, but ``auth.has(...)`` with the given
-    conditions fails -> 403 (``reverification-error`` when a reverification was asked for and
-    is what fails, else ``authorization-failed``). With no arguments it only requires a
-    signed-in user.
+    Signed out -> 401 with the Auth's reason (503 when the signing keys cannot be loaded).
+    Signed in, but ``auth.has(...)`` with the given conditions fails -> 403
+    (``reverification-error`` when a reverification was asked for and is what fails, else
+    ``authorization-failed``). With no arguments it only requires a signed-in user.
 
     Example::
 
@@ -80,6 +85,8 @@ def require_auth(
         auth = get_auth(conn)
         if not auth.is_signed_in:
             reason = auth.reason or R.SESSION_TOKEN_MISSING
+            if reason == R.JWK_REMOTE_FAILED_TO_LOAD:  # keys down: not "signed out" (DESIGN §2)
+                raise ServiceUnavailableError(reason, message_for(reason))
             raise SignedOutError(reason, message_for(reason))
         if conditions and not auth.has(**conditions):
             if reverification is not None and not auth.has(reverification=reverification):

@@ -232,9 +232,11 @@ class RemoteKeySet:
             with anyio.CancelScope(shield=True):
                 keys = await self._fetch()
                 now = self._clock()
-                self._next_attempt_at = now + self._cooldown
                 if keys:
                     self._keys, self._fetched_at = self._keep_known(keys), now
+                    self._next_attempt_at = now  # the TTL decides when to fetch again
+                else:  # failed: the next attempt waits for the cooldown
+                    self._next_attempt_at = now + self._cooldown
         finally:
             self._in_flight = None
             done.set()

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final, Literal
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -171,6 +172,11 @@ class ClerkMiddleware:
         if sign_in is None and pk is not None:
             sign_in = pk.accounts_sign_in_url
         self.sign_in_url = C.validate_redirect_target(sign_in, "sign_in_url") if sign_in else None
+        if self.sign_in_url and "redirect_url" in parse_qs(urlsplit(self.sign_in_url).query):
+            raise ConfigurationError(
+                f"sign_in_url {self.sign_in_url!r} already has a redirect_url parameter; the "
+                "middleware adds it (the URL the user wanted). Remove it from sign_in_url."
+            )
 
         if isinstance(default, str):
             if default not in ("protect", "public", "api"):
@@ -371,8 +377,9 @@ class ClerkMiddleware:
                 refusal = Refusal(
                     status=error.status_code,
                     reason=error.reason,
-                    auth_status="signed-out" if error.status_code == 401 else "signed-in",
+                    auth_status="signed-in" if error.status_code == 403 else "signed-out",
                     token_presented=token is not None,
+                    retry_after=self.keys.retry_after() if error.status_code == 503 else None,
                     message=error.message,
                 )
                 await send_refusal(scope, send, refusal)
@@ -396,7 +403,7 @@ class ClerkMiddleware:
                 return Refusal(503, reason, retry_after=self.keys.retry_after())
             if rule.kind == "protect" and self.sign_in_url and _is_navigation(scope, found):
                 target = with_query(
-                    self.sign_in_url,
+                    _under_root(scope, self.sign_in_url),
                     "redirect_url",
                     redirect_url_for(scope, found.get(b"host"), self.public_origin),
                 )
@@ -405,7 +412,8 @@ class ClerkMiddleware:
         if not rule.requires_authorization or auth.has(role=rule.role, permission=rule.permission):
             return None
         if rule.unauthorized_url and scope["type"] == "http":  # any request, as Clerk's protect()
-            return Refusal(307, R.AUTHORIZATION_FAILED, "signed-in", location=rule.unauthorized_url)
+            target = _under_root(scope, rule.unauthorized_url)
+            return Refusal(307, R.AUTHORIZATION_FAILED, "signed-in", location=target)
         return Refusal(403, R.AUTHORIZATION_FAILED, "signed-in")
 
     def _cross_site(self, scope: Scope, found: Mapping[bytes, bytes]) -> bool:
@@ -426,6 +434,11 @@ class ClerkMiddleware:
         if self.authorized_parties:
             return text not in self.authorized_parties
         return text != (self.public_origin or request_origin(scope, found.get(b"host")))
+
+
+def _under_root(scope: Scope, url: str) -> str:
+    """A path-form redirect target is a route of this app: put it under the app's root_path."""
+    return scope.get("root_path", "") + url if url.startswith("/") else url
 
 
 def _is_navigation(scope: Scope, found: Mapping[bytes, bytes]) -> bool:

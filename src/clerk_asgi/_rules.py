@@ -191,7 +191,7 @@ def route_path(scope: Mapping[str, Any]) -> str:
     return path[len(root) :] if path[len(root)] == "/" else path
 
 
-_ODD = re.compile(r"//|/\.\.?(?:/|$)|[\x00-\x1f\x7f\\]")
+_ODD = re.compile(r"//|/\.\.?(?:/|$)|[\x00-\x1f\x7f-\x9f\\]")  # C0 and C1 controls
 
 
 def is_odd_path(path: str) -> bool:

@@ -7,7 +7,8 @@ The tree::
     ├── MiddlewareNotInstalledError  get_auth() on a connection the middleware never saw
     └── AuthError                 raised by require_auth(); the middleware turns it into a response
         ├── SignedOutError        401: no valid session
-        └── ForbiddenError        403: signed in, but has(...) failed
+        ├── ForbiddenError        403: signed in, but has(...) failed
+        └── ServiceUnavailableError  503: the signing keys cannot be loaded (not "signed out")
 
 Token problems are *not* exceptions: a bad token is an ordinary outcome, a signed-out
 :class:`~clerk_asgi.Auth` whose ``reason`` carries Clerk's reason code.
@@ -21,6 +22,7 @@ __all__ = [
     "ConfigurationError",
     "ForbiddenError",
     "MiddlewareNotInstalledError",
+    "ServiceUnavailableError",
     "SignedOutError",
 ]
 
@@ -71,3 +73,10 @@ class ForbiddenError(AuthError):
     """Signed in, but lacking the role, permission, feature, plan or freshness asked for."""
 
     status_code = 403
+
+
+class ServiceUnavailableError(AuthError):
+    """Clerk's signing keys cannot be loaded, so nobody can be authenticated: answered with 503
+    and ``Retry-After``, never as "signed out"."""
+
+    status_code = 503
