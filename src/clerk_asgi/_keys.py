@@ -184,9 +184,7 @@ class RemoteKeySet:
             return None
         if now is None:
             now = self._clock()
-        if not self._fetched_at <= now < self._fetched_at + self._ttl:
-            return None
-        return keys.get(kid)
+        return keys.get(kid) if self._fresh(now) else None
 
     def retry_after(self) -> int:
         """Seconds until the next fetch attempt is allowed (for ``Retry-After``), at least 1."""
