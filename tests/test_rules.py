@@ -185,6 +185,18 @@ def test_callable_receives_the_route_path() -> None:
     assert calls == ["/x/Y/"]
 
 
+def test_a_table_with_a_callable_is_never_remembered() -> None:
+    """A callable may answer differently next time: it is asked on every request, and no path
+    is remembered (``known`` stays empty)."""
+    answers = iter([True, False])
+    editor = Rule.protect(lambda path: next(answers), role="org:editor")
+    matcher = RuleMatcher([Rule.public("/a"), editor], DEFAULT)
+    assert matcher.match("/doc") is editor
+    assert matcher.match("/doc") is DEFAULT
+    assert matcher.match("/a").kind == "public"
+    assert matcher.known == {}
+
+
 # ---------------------------------------------------------------------------------------------
 # First match wins; no match -> the default (protect)
 # ---------------------------------------------------------------------------------------------
@@ -585,7 +597,9 @@ def test_the_path_cache_stays_bounded_and_answers_stay_right() -> None:
     for i in range(RuleMatcher.CACHE_SIZE + 10):
         assert matcher.match(f"/admin/{i}") is admin
         assert matcher.match(f"/public/{i}").kind == "public"
+        assert len(matcher.known) <= RuleMatcher.CACHE_SIZE
     assert matcher.match("/elsewhere") is DEFAULT
+    assert matcher.known["/elsewhere"] is DEFAULT
 
 
 @pytest.mark.parametrize("char", ["\x80", "\x85", "\x9b", "\x9f"])

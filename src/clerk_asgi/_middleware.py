@@ -193,6 +193,7 @@ class ClerkMiddleware:
             if rule.unauthorized_url is not None:
                 C.validate_redirect_target(rule.unauthorized_url, "unauthorized_url")
         self._matcher = RuleMatcher(self._sign_in_rules(rules, default), default)
+        self._known_routes = self._matcher.known
         self._check_redirect_targets(rules)
 
         self.verifier = TokenVerifier(
@@ -300,40 +301,34 @@ class ClerkMiddleware:
                 logger.warning("Refusing ASGI scope of unknown type %r", kind)
             return
 
-        # Headers by name, in C: dict() keeps the last of repeated names, so when names repeat
-        # we rebuild it keeping the first, and count Authorization and collect every Cookie.
+        # Headers by name, in C. dict() keeps the last of repeated names: when names repeat,
+        # _carriers() reads them again in order (first wins, Authorization counted, every
+        # Cookie kept).
         raw_headers = scope["headers"]
         found: dict[bytes, bytes] = dict(raw_headers)
         spoofed = not _IDENTITY_SPELLINGS.isdisjoint(found)
         if len(found) == len(raw_headers):
-            authorizations = 1 if b"authorization" in found else 0
+            authorization = found.get(b"authorization")
             cookie = found.get(b"cookie")
-            cookies = [cookie] if cookie is not None else []
+            cookies = None if cookie is None else [cookie]
         else:
-            found, authorizations, cookies = {}, 0, []
-            for name, value in raw_headers:
-                if name == b"authorization":
-                    authorizations += 1
-                elif name == b"cookie":
-                    cookies.append(value)
-                found.setdefault(name, value)
+            found, authorization, cookies = _carriers(raw_headers)
 
         path: str = scope["path"]
         if scope.get("root_path"):
             path = route_path(scope)
-        rule = self._matcher.match(path)
+        rule = self._known_routes.get(path) or self._matcher.match(path)
 
         token: str | None = None
         carrier: Carrier = "header"
-        if authorizations > 1:
-            token = AMBIGUOUS
-        elif authorizations == 1:
-            value = found[b"authorization"]
-            if value.startswith(b"Bearer ") and len(value) > 7:  # the common case, inline
-                token = value[7:].decode("latin-1")
+        if authorization is not None:
+            if authorization.startswith(b"Bearer ") and len(authorization) > 7:  # common case
+                token = authorization[7:].decode("latin-1")
+            elif authorization is _SEVERAL:
+                token = AMBIGUOUS
             else:
-                token = token_from_authorization(value.decode("latin-1"))
-        if token is None and cookies:
+                token = token_from_authorization(authorization.decode("latin-1"))
+        if token is None and cookies is not None:
             token, carrier = session_cookie(cookies), "cookie"
         if token is None:
             auth = _NO_TOKEN
@@ -434,6 +429,27 @@ class ClerkMiddleware:
         if self.authorized_parties:
             return text not in self.authorized_parties
         return text != (self.public_origin or request_origin(scope, found.get(b"host")))
+
+
+#: Stands for "several Authorization headers" (compared by identity; NUL is never sent).
+_SEVERAL: Final = b"\x00several Authorization headers"
+
+
+def _carriers(
+    raw_headers: Iterable[tuple[bytes, bytes]],
+) -> tuple[dict[bytes, bytes], bytes | None, list[bytes] | None]:
+    """When header names repeat: the first value of each name, the Authorization value
+    (:data:`_SEVERAL` when there are several), and every Cookie header."""
+    found: dict[bytes, bytes] = {}
+    authorization: bytes | None = None
+    cookies: list[bytes] = []
+    for name, value in raw_headers:
+        if name == b"authorization":
+            authorization = value if authorization is None else _SEVERAL
+        elif name == b"cookie":
+            cookies.append(value)
+        found.setdefault(name, value)
+    return found, authorization, cookies or None
 
 
 def _under_root(scope: Scope, url: str) -> str:

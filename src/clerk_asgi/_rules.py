@@ -259,7 +259,7 @@ class RuleMatcher:
     matched against the non-public rules only, so no normalisation trick can make them public.
     """
 
-    __slots__ = ("_cache", "_default", "_steps", "_strict_default", "_strict_steps")
+    __slots__ = ("_default", "_pure", "_steps", "_strict_default", "_strict_steps", "known")
 
     #: Paths whose rule is remembered (string and regex patterns only: callables may not be pure).
     CACHE_SIZE: Final = 1024
@@ -270,19 +270,21 @@ class RuleMatcher:
         self._default = default
         self._strict_steps = _compile((r for r in rules if r.kind != "public"), lenient=True)
         self._strict_default = default if default.kind != "public" else Rule.protect()
-        pure = all(isinstance(p, str | re.Pattern) for r in rules for p in r.patterns)
-        self._cache: dict[str, Rule] | None = {} if pure else None
+        self._pure = all(isinstance(p, str | re.Pattern) for r in rules for p in r.patterns)
+        #: Paths already matched -> their rule (bounded; stays empty when a pattern is a
+        #: callable). Callers may look a path up here before calling :meth:`match`.
+        self.known: dict[str, Rule] = {}
 
     def match(self, path: str) -> Rule:
         """The rule deciding ``path``: the first match, else the default."""
-        cache = self._cache
-        if cache is None:
-            return self._match(path)
-        rule = cache.get(path)
+        known = self.known
+        rule = known.get(path)
         if rule is None:
-            if len(cache) >= self.CACHE_SIZE:
-                cache.clear()
-            rule = cache[path] = self._match(path)
+            rule = self._match(path)
+            if self._pure:
+                if len(known) >= self.CACHE_SIZE:
+                    known.clear()
+                known[path] = rule
         return rule
 
     def _match(self, path: str) -> Rule:
