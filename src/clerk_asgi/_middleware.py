@@ -339,14 +339,15 @@ class ClerkMiddleware:
             if carrier == "cookie" and auth.user_id is not None and self._cross_site(scope, found):
                 auth = Auth.signed_out(R.ORIGIN_NOT_AUTHORIZED)
 
-        if rule.kind != "public":
+        user_id = auth.user_id
+        # Public routes run for everyone; so do signed-in users where no role/permission is due.
+        if rule.kind != "public" and (user_id is None or rule.requires_authorization):
             refusal = self._refusal(scope, rule, auth, found, token is not None)
             if refusal is not None:
                 await send_refusal(scope, send, refusal)
                 return
 
         scope = {**scope, AUTH_SCOPE_KEY: auth}
-        user_id = auth.user_id
         identity: tuple[bytes, bytes] | None = None
         if rule.kind == "api" and user_id is not None:
             identity = (b"x-user-id", user_id.encode("ascii"))  # ASCII: checked by the verifier
@@ -391,7 +392,8 @@ class ClerkMiddleware:
         found: Mapping[bytes, bytes],
         token_presented: bool,
     ) -> Refusal | None:
-        """What a protect/api rule answers for ``auth``, or None to run the app."""
+        """What a protect/api rule answers for ``auth`` (signed out, or signed in where a role or
+        permission is required), or None to run the app."""
         if auth.user_id is None:
             reason = auth.reason or R.SESSION_TOKEN_MISSING
             if reason == R.JWK_REMOTE_FAILED_TO_LOAD:
@@ -404,7 +406,7 @@ class ClerkMiddleware:
                 )
                 return Refusal(307, reason, location=target)
             return Refusal(401, reason, token_presented=token_presented)
-        if not rule.requires_authorization or auth.has(role=rule.role, permission=rule.permission):
+        if auth.has(role=rule.role, permission=rule.permission):
             return None
         if rule.unauthorized_url and scope["type"] == "http":  # any request, as Clerk's protect()
             target = _under_root(scope, rule.unauthorized_url)
