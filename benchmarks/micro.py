@@ -21,7 +21,7 @@ import base64
 import gc
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -34,6 +34,11 @@ from common import log, table
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.hashes import SHA256
 from fastapi import FastAPI
+from starlette.types import ASGIApp
+
+from clerk_asgi import Auth
+from clerk_asgi._middleware import _IDENTITY_SPELLINGS, AUTH_SCOPE_KEY
+from clerk_asgi.exceptions import AuthError
 
 Mode = Literal["asgi", "httpx", "floor"]
 Batch = Callable[[], Awaitable[None]]
@@ -57,6 +62,8 @@ BROWSER_HEADERS: list[tuple[bytes, bytes]] = [
     (b"sec-fetch-site", b"same-origin"),
 ]
 _REQUEST = {"type": "http.request", "body": b"", "more_body": False}
+_PAD, _SHA = PKCS1v15(), SHA256()
+_ANONYMOUS = Auth.signed_out("session-token-missing")
 
 
 @dataclass(frozen=True)
@@ -147,7 +154,7 @@ def _with_token(token: str) -> list[tuple[bytes, bytes]]:
     return [*BROWSER_HEADERS, (b"authorization", b"Bearer " + token.encode())]
 
 
-def asgi_variant(app: FastAPI, path: str, token: str | TokenFeed) -> Callable[[int], Batch]:
+def asgi_variant(app: ASGIApp, path: str, token: str | TokenFeed) -> Callable[[int], Batch]:
     template = _scope(path)
 
     def prepare(n: int) -> Batch:
@@ -168,7 +175,7 @@ def asgi_variant(app: FastAPI, path: str, token: str | TokenFeed) -> Callable[[i
 
 
 def asgi_check(
-    app: FastAPI, path: str, token: str | TokenFeed, status: int, user: str | None
+    app: ASGIApp, path: str, token: str | TokenFeed, status: int, user: str | None
 ) -> Callable[[], Awaitable[str]]:
     """One request through the real app; raises unless it answers ``status`` (and
     ``x-user-id: user`` when given). Uses a token of the feed (so one fewer for timing)."""
@@ -230,10 +237,8 @@ def httpx_check(client: httpx.AsyncClient, path: str, token: str, status: int) -
 
 def floor_variants(header: tokens.Header, token: str) -> list[Variant]:
     public_key = header.key.private_key.public_key()
-    head, payload, signature_b64 = token.split(".")
-    signing_input = f"{head}.{payload}".encode()
-    signature = base64.urlsafe_b64decode(signature_b64 + "=" * (-len(signature_b64) % 4))
-    pad, sha = PKCS1v15(), SHA256()
+    signing_input, signature = _split(token)
+    pad, sha = _PAD, _SHA
 
     def decode_prepare(n: int) -> Batch:
         async def batch() -> None:
@@ -272,6 +277,100 @@ def floor_variants(header: tokens.Header, token: str) -> list[Variant]:
             check=verify_check,
         ),
     ]
+
+
+class RSAOnly:
+    """ASGI middleware that does one RSA check per request (of the next pre-split token, made
+    ready by the batch) and nothing else: the least any verifier of a new token must add to
+    this app. Its overhead, against the raw ``rsa-verify`` floor, shows what the RSA call
+    costs once it runs among the app's own work."""
+
+    def __init__(self, app: ASGIApp, key: Any) -> None:
+        self.app = app
+        self.key = key
+        self.pending: Iterator[tuple[bytes, bytes]] = iter(())
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        signing_input, signature = next(self.pending)
+        self.key.verify(signature, signing_input, _PAD, _SHA)
+        await self.app(scope, receive, send)
+
+
+class BareMiddleware:
+    """The least a middleware must do on every request by DESIGN.md §2, and nothing else: read
+    the headers once and look for ``x-user-id`` spellings, hand the app a copied scope holding
+    the Auth, and watch ``send`` so that a late ``AuthError`` is never answered twice. What an
+    anonymous visitor costs on a public route, short of skipping a rule."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        found = dict(scope["headers"])
+        if not _IDENTITY_SPELLINGS.isdisjoint(found):
+            raise RuntimeError("the benchmark never sends x-user-id")
+        scope = {**scope, AUTH_SCOPE_KEY: _ANONYMOUS}
+        started = False
+
+        async def watched_send(message: Any) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except AuthError:
+            if started:
+                raise
+
+
+def bare_middleware_variant() -> Variant:
+    app = BareMiddleware(apps.build_app())
+    path = apps.PUBLIC_PATH
+    return Variant(
+        "bare-middleware",
+        "asgi",
+        "public route, anonymous: a middleware doing only what every request needs (§2)",
+        asgi_variant(app, path, ""),
+        baseline="baseline-public",
+        check=asgi_check(app, path, "", 200, None),
+    )
+
+
+def _split(token: str) -> tuple[bytes, bytes]:
+    head, payload, signature_b64 = token.split(".")
+    signature = base64.urlsafe_b64decode(signature_b64 + "=" * (-len(signature_b64) % 4))
+    return f"{head}.{payload}".encode(), signature
+
+
+def rsa_in_app_variant(header: tokens.Header, feed: TokenFeed) -> Variant:
+    """``rsa-in-app``: the benchmark app behind :class:`RSAOnly`, a new token per request."""
+    app = RSAOnly(apps.build_app(), header.key.private_key.public_key())
+    path = apps.API_PATH
+
+    def prepare(n: int) -> Batch:
+        pairs = [_split(t) for t in feed.take(n)]
+        run = asgi_variant(app, path, "")(n)
+
+        async def batch() -> None:
+            app.pending = iter(pairs)
+            await run()
+
+        return batch
+
+    async def check() -> str:
+        app.pending = iter([_split(feed.take(1)[0])])
+        return await asgi_check(app, path, "", 200, None)()
+
+    return Variant(
+        "rsa-in-app",
+        "asgi",
+        "the app behind a middleware doing one RSA verify of a new token, nothing else",
+        prepare,
+        baseline="baseline",
+        check=check,
+        consumes_tokens=True,
+    )
 
 
 @dataclass
@@ -471,6 +570,10 @@ def build(header: tokens.Header, pool: list[str], *, only: str | None = None) ->
                     consumes_tokens=isinstance(token, TokenFeed),
                 )
             )
+    if only is None or only == "rsa-in-app":
+        out.append(rsa_in_app_variant(header, TokenFeed(fresh)))
+    if only is None or only == "bare-middleware":
+        out.append(bare_middleware_variant())
     for floor in floor_variants(header, repeat_token):
         if only is None or floor.name == only:
             out.append(floor)
@@ -645,6 +748,32 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": ratio >= 5,
                 "figures": f"{theirs:.2f} us vs ours {ours:.2f} us = {ratio:.1f}x",
             }
+        )
+    return out
+
+
+def floors(results: dict[str, Any]) -> list[str]:
+    """What the targets leave once the unavoidable part is paid inside the app (see
+    :class:`RSAOnly` and :class:`BareMiddleware`)."""
+    rows = results["variants"]
+    verify = results["raw_verify_us"]
+    out = []
+    if "rsa-in-app" in rows and "ours-repeat" in rows:
+        rsa = rows["rsa-in-app"]["overhead_us"]
+        budget = 1.5 * verify
+        out.append(
+            f"New-token floor: one RSA check inside the app and nothing else (rsa-in-app) adds "
+            f"{rsa:.2f} us = {rsa / verify:.3f}x raw verify. The 1.5x budget ({budget:.2f} us) "
+            f"leaves {budget - rsa:.2f} us for reading, parsing and checking the token and for "
+            f"the middleware's per-request work, which alone costs "
+            f"{rows['ours-repeat']['overhead_us']:.2f} us on a repeated token (ours-repeat)."
+        )
+    if "bare-middleware" in rows and "ours-public-anon" in rows:
+        bare = rows["bare-middleware"]["overhead_us"]
+        out.append(
+            f"Public-route floor: a middleware doing only what every request needs "
+            f"(bare-middleware) adds {bare:.2f} us = {bare / verify:.3f}x raw verify; ours adds "
+            f"{rows['ours-public-anon']['overhead_us']:.2f} us for an anonymous visitor."
         )
     return out
 

@@ -127,6 +127,8 @@ def run_micro_and_e2e(args: argparse.Namespace) -> int:
     print()
     print("Targets (issue 4 §2):")
     print(micro.render_targets(checks, markdown=False))
+    for floor in micro.floors(results):
+        print(f"\n{floor}")
     print(f"\nwritten: benchmarks/results/{name}.json, benchmarks/results/{name}.md")
     return 0
 
@@ -160,6 +162,8 @@ def render_markdown(data: dict[str, Any]) -> str:
         "",
         micro.render_targets(data["targets"], markdown=True),
     ]
+    for floor in micro.floors(data["micro"]):
+        parts += ["", floor]
     return "\n".join(parts) + "\n"
 
 
