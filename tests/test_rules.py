@@ -600,6 +600,7 @@ def test_the_path_cache_stays_bounded_and_answers_stay_right() -> None:
         assert len(matcher.known) <= RuleMatcher.CACHE_SIZE
     assert matcher.match("/elsewhere") is DEFAULT
     assert matcher.known["/elsewhere"] is DEFAULT
+    assert matcher.match("/elsewhere") is DEFAULT  # answered from ``known``
 
 
 @pytest.mark.parametrize("char", ["\x80", "\x85", "\x9b", "\x9f"])
