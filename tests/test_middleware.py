@@ -613,8 +613,27 @@ async def test_two_authorization_headers_are_refused_in_either_order(
     async with client(make_app(clerk, clock)) as c:
         r = await c.get("/api/things", headers=headers)
         twice = await c.get("/api/things", headers=[valid, valid])
+        thrice = await c.get("/api/things", headers=[valid, forged, valid])
     assert_401(r, "token-invalid", presented=True)
     assert_401(twice, "token-invalid", presented=True)
+    assert_401(thrice, "token-invalid", presented=True)
+
+
+async def test_one_authorization_among_repeated_headers_is_used(
+    clerk: MockClerk, clock: FakeClock
+) -> None:
+    """Other header names repeating (two Accept, two Cookie) change nothing: the one
+    Authorization header still carries the token, and wins over the cookies."""
+    headers = [
+        ("accept", "application/json"),
+        ("cookie", "theme=dark"),
+        ("authorization", f"Bearer {clerk.token(issued_at=clock.now)}"),
+        ("accept", "text/plain"),
+        ("cookie", "__session=not-a-token"),
+    ]
+    async with client(make_app(clerk, clock)) as c:
+        r = await c.get("/api/things", headers=headers)
+    assert_ran(r, "user_test", injected=True)
 
 
 async def test_header_token_wins_over_cookie_even_when_invalid(
