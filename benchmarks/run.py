@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark clerk-asgi against fastapi-clerk-auth and clerk-backend-api, in one command.
 
-    python3 benchmarks/run.py                 # full run (~4 min): in-process table + uvicorn/wrk
+    python3 benchmarks/run.py                 # full run (3-4 min): in-process table + uvicorn/wrk
     python3 benchmarks/run.py --quick         # ~20 s in-process run (results/quick.*)
     python3 benchmarks/run.py --e2e           # only uvicorn + wrk on 127.0.0.1
     python3 benchmarks/run.py --memory        # 200,000 distinct tokens: RSS growth
