@@ -235,18 +235,13 @@ class TokenVerifier:
         # Compact form: three non-empty base64url segments, nothing else (bytes.translate
         # deletes every allowed byte: anything left over is a stray character).
         raw = token.encode("ascii", "replace")
-        if (
-            len(raw) > MAX_TOKEN_LENGTH
-            or raw.translate(None, _B64URL_AND_DOT)
-            or raw.count(b".") != 2
-            or raw.startswith(b".")
-            or raw.endswith(b".")
-            or b".." in raw
-        ):
+        allowed = len(raw) <= MAX_TOKEN_LENGTH and not raw.translate(None, _B64URL_AND_DOT)
+        segments = raw.split(b".") if allowed else []
+        if len(segments) != 3 or not all(segments):
             if token.startswith(_MACHINE_PREFIXES):
                 raise _Rejected(R.TOKEN_TYPE_MISMATCH)
             raise _Rejected(R.TOKEN_INVALID)
-        header_b64, payload_b64, signature_b64 = raw.split(b".")
+        header_b64, payload_b64, signature_b64 = segments
         kid = self._headers.get(header_b64)
         if kid is None:
             kid = self._check_header(_json_object(header_b64))
