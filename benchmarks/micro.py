@@ -387,7 +387,7 @@ class Bench:
 def build(header: tokens.Header, pool: list[str], *, only: str | None = None) -> Bench:
     """Every variant (or only ``only``), each with its own app instance and its own caches."""
     repeat_token, fresh = pool[0], pool[1:]
-    rejected = tokens.forged(header)
+    rejected = tokens.forged(pool[0], pool[1])
     user = "user_bench_000000"
     server = peers.JWKSServer(header)
     clients: list[httpx.AsyncClient] = []

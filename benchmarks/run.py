@@ -5,6 +5,7 @@
     python3 benchmarks/run.py --quick         # ~20 s in-process run (results/quick.*)
     python3 benchmarks/run.py --e2e           # only uvicorn + wrk on 127.0.0.1
     python3 benchmarks/run.py --memory        # 200,000 distinct tokens: RSS growth
+    python3 benchmarks/run.py --instructions  # instructions per request (callgrind), no noise
     python3 benchmarks/run.py --profile ours-repeat   # pyinstrument report of one variant
     python3 benchmarks/run.py --list          # variant names
 
@@ -202,6 +203,30 @@ def run_memory(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_instructions(args: argparse.Namespace) -> int:
+    import instructions
+    from common import RESULTS_DIR, describe_environment, log, write_json
+
+    if instructions.valgrind_path() is None:
+        log(instructions.INSTALL_HINT)
+        return 2
+    env = environment("python3 benchmarks/run.py --instructions")
+    log(describe_environment(env))
+    result = instructions.run()
+    write_json(RESULTS_DIR / "instructions.json", {"environment": env, "instructions": result})
+    (RESULTS_DIR / "instructions.md").write_text(
+        "# Instructions per request (callgrind)\n\n"
+        f"`{env['command']}` on {env['date']} (revision {env['revision']}).\n\n"
+        f"```\n{describe_environment(env)}\n```\n\n"
+        f"{result['requests']:,} requests per variant; one raw RSA verify executes "
+        f"{result['rsa_verify_instructions']:,} instructions. Counts, not time: see "
+        "benchmarks/README.md.\n\n" + instructions.render(result, markdown=True) + "\n"
+    )
+    print(instructions.render(result, markdown=False))
+    print("written: benchmarks/results/instructions.json, benchmarks/results/instructions.md")
+    return 0
+
+
 def run_profile(args: argparse.Namespace) -> int:
     import profiling
     from common import RESULTS_DIR
@@ -225,6 +250,9 @@ def parser() -> argparse.ArgumentParser:
     what.add_argument("--quick", action="store_true", help="~20 s in-process run, no e2e")
     what.add_argument("--e2e", action="store_true", help="only the uvicorn + wrk load test")
     what.add_argument("--memory", action="store_true", help="RSS growth over distinct tokens")
+    what.add_argument(
+        "--instructions", action="store_true", help="instructions per request (callgrind)"
+    )
     what.add_argument("--profile", metavar="VARIANT", help="pyinstrument report of one variant")
     what.add_argument("--list", action="store_true", help="list the variant names")
     p.add_argument("--no-e2e", action="store_true", help="full run without the load test")
@@ -251,6 +279,8 @@ def main() -> int:
         return run_e2e(args)
     if args.memory:
         return run_memory(args)
+    if args.instructions:
+        return run_instructions(args)
     if args.profile:
         return run_profile(args)
     return run_micro_and_e2e(args)

@@ -106,10 +106,12 @@ def _mint_range(bounds: tuple[int, int]) -> list[str]:
     return [mint(_worker_header, i) for i in range(*bounds)]
 
 
-def _read(f: IO[str]) -> tuple[Header | None, int]:
-    """The header of the open store (None if unusable) and how many whole tokens follow it.
+def _read(f: IO[str], enough: int) -> tuple[Header | None, int]:
+    """The header of the open store (None if unusable) and how many whole tokens follow it,
+    counting no further than ``enough``.
 
-    A last line without its newline (a run interrupted mid-write) is cut off.
+    When fewer follow, a last line without its newline (a run interrupted mid-write) is cut off,
+    and the file is left positioned at its end, ready for more.
     """
     f.seek(0)
     header = Header.from_json(f.readline())
@@ -120,6 +122,8 @@ def _read(f: IO[str]) -> tuple[Header | None, int]:
         if not line.endswith("\n"):
             break
         count += 1
+        if count >= enough:
+            return header, count
         end = f.tell()
     f.seek(end)
     f.truncate()
@@ -134,7 +138,7 @@ def ensure(count: int, path: Path = STORE) -> Header:
     path.touch()
     with path.open("r+") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
-        header, have = _read(f)
+        header, have = _read(f, count)
         if header is None:
             header, have = Header.new(), 0
             f.seek(0)
@@ -186,12 +190,12 @@ def iter_tokens(count: int, path: Path = STORE) -> Iterator[str]:
             n += 1
 
 
-def forged(header: Header) -> str:
-    """A token with the benchmark's ``kid`` and claims, signed by another key: bad signature."""
-    impostor = KeyPair(
-        rsa.generate_private_key(public_exponent=65537, key_size=2048), header.key.kid
-    )
-    return mint(Header(impostor, header.iat, header.exp), 999_999)
+def forged(token: str, other: str) -> str:
+    """``token`` with the signature of ``other``: the benchmark's ``kid`` and claims, a signature
+    the right key made over other bytes. It fails like a token re-signed by an impostor (known
+    kid, bad signature), and is the same in every run (no key generation: callgrind counts
+    stay repeatable)."""
+    return token.rsplit(".", 1)[0] + "." + other.rsplit(".", 1)[1]
 
 
 def claims_of(header: Header) -> dict[str, Any]:
