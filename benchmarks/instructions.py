@@ -44,12 +44,10 @@ def valgrind_path() -> str | None:
     return shutil.which("valgrind")
 
 
-def names() -> list[str]:
-    """The raw-ASGI variants and the floors (httpx variants would count httpx itself)."""
-    header, pool = tokens.load(2)
-    bench = micro.build(header, pool)
-    bench.jwks_server.close()
-    return [v.name for v in bench.variants if v.mode != "httpx"]
+def baselines() -> dict[str, str | None]:
+    """The raw-ASGI variants and the floors (httpx variants would count httpx itself), each
+    with the variant its overhead is counted against."""
+    return {v.name: v.baseline for v in micro.catalogue() if v.mode != "httpx"}
 
 
 async def _child(name: str, requests: int, run: bool) -> None:
@@ -105,21 +103,18 @@ def _per_request(name: str, requests: int) -> float:
 
 def run(requests: int = REQUESTS) -> dict[str, Any]:
     tokens.load(POOL)  # mint (in parallel, natively) before anything runs under valgrind
-    wanted = names()
+    against = baselines()
+    wanted = list(against)
     log(f"callgrind: {len(wanted)} variants x 2 runs, {requests} requests each")
     with ThreadPoolExecutor(max_workers=2) as pool:
         counts = dict(
             zip(wanted, pool.map(lambda n: _per_request(n, requests), wanted), strict=True)
         )
-    header, pool_ = tokens.load(2)
-    bench = micro.build(header, pool_)
-    bench.jwks_server.close()
-    baselines = {v.name: v.baseline for v in bench.variants}
     verify = counts["rsa-verify"]
     rows: dict[str, dict[str, Any]] = {}
     for name, per in counts.items():
         row: dict[str, Any] = {"instructions": round(per)}
-        base = baselines.get(name)
+        base = against[name]
         if base is not None:
             overhead = per - counts[base]
             row.update(overhead=round(overhead), x_verify=round(overhead / verify, 4))

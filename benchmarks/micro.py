@@ -580,6 +580,14 @@ def build(header: tokens.Header, pool: list[str], *, only: str | None = None) ->
     return Bench(header, repeat_token, rejected, pool, out, server, clients)
 
 
+def catalogue() -> list[Variant]:
+    """Every variant, built to read its name, mode and baseline (nothing runs)."""
+    header, pool = tokens.load(2)
+    bench = build(header, pool)
+    bench.jwks_server.close()
+    return bench.variants
+
+
 async def _timed(batch: Batch) -> tuple[int, int]:
     wall0, cpu0 = time.perf_counter_ns(), time.thread_time_ns()
     await batch()
