@@ -12,7 +12,7 @@ Each variant runs in two processes under ``valgrind --tool=callgrind`` (with a f
 of ``n`` requests, then freezing the garbage collector's view of that heap (so that whether a
 full collection of it lands inside the batch cannot move the count); only the second runs the
 batch. The difference, divided by ``n``, is the count per request; repeated runs, and runs
-with a different warm-up, agree within a few hundred instructions per request (0.2 %).
+with a different warm-up, agree within half a percent.
 """
 
 from __future__ import annotations
