@@ -23,7 +23,7 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import apps
 import httpx
@@ -41,6 +41,7 @@ from clerk_asgi._middleware import _IDENTITY_SPELLINGS, AUTH_SCOPE_KEY
 from clerk_asgi.exceptions import AuthError
 
 Mode = Literal["asgi", "httpx", "floor"]
+_H = TypeVar("_H")
 Batch = Callable[[], Awaitable[None]]
 
 HOST = tokens.ORIGIN.removeprefix("https://")
@@ -154,14 +155,18 @@ def _with_token(token: str) -> list[tuple[bytes, bytes]]:
     return [*BROWSER_HEADERS, (b"authorization", b"Bearer " + token.encode())]
 
 
+def _feed(token: str | TokenFeed, n: int, headers: Callable[[str], _H]) -> list[_H]:
+    """The headers of ``n`` requests: a new token each from a feed, else the same one."""
+    if isinstance(token, TokenFeed):
+        return [headers(t) for t in token.take(n)]
+    return [headers(token)] * n
+
+
 def asgi_variant(app: ASGIApp, path: str, token: str | TokenFeed) -> Callable[[int], Batch]:
     template = _scope(path)
 
     def prepare(n: int) -> Batch:
-        if isinstance(token, TokenFeed):
-            feed = [_with_token(t) for t in token.take(n)]
-        else:
-            feed = [_with_token(token)] * n
+        feed = _feed(token, n, _with_token)
 
         async def batch() -> None:
             for headers in feed:
@@ -211,10 +216,7 @@ def httpx_variant(
         return {k.decode(): v.decode() for k, v in _with_token(value)}
 
     def prepare(n: int) -> Batch:
-        if isinstance(token, TokenFeed):
-            feed = [headers_for(t) for t in token.take(n)]
-        else:
-            feed = [headers_for(token)] * n
+        feed = _feed(token, n, headers_for)
 
         async def batch() -> None:
             for headers in feed:
