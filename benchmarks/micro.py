@@ -36,8 +36,8 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from clerk_asgi import Auth
-from clerk_asgi._middleware import _IDENTITY_SPELLINGS, AUTH_SCOPE_KEY
+from clerk_asgi import AUTH_SCOPE_KEY, Auth
+from clerk_asgi._request import IDENTITY_SPELLINGS
 from clerk_asgi.exceptions import AuthError
 
 Mode = Literal["asgi", "httpx", "floor"]
@@ -309,7 +309,7 @@ class BareMiddleware:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         found = dict(scope["headers"])
-        if not _IDENTITY_SPELLINGS.isdisjoint(found):
+        if not IDENTITY_SPELLINGS.isdisjoint(found):
             raise RuntimeError("the benchmark never sends x-user-id")
         scope = {**scope, AUTH_SCOPE_KEY: _ANONYMOUS}
         started = False

@@ -51,7 +51,7 @@ from starlette.routing import Route
 from clerk_asgi import ClerkMiddleware, Rule, get_auth
 from clerk_asgi import _reasons as reasons
 from clerk_asgi._config import ENV_VARS
-from clerk_asgi._responses import message_for
+from clerk_asgi._reasons import message_for
 from clerk_asgi.testing import MockClerk
 
 ROOT = Path(__file__).resolve().parent.parent

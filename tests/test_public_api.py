@@ -29,6 +29,7 @@ from clerk_asgi import (
 )
 
 CORE_NAMES = [
+    "AUTH_SCOPE_KEY",
     "STATIC_ASSETS",
     "Auth",
     "AuthError",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from clerk_asgi._tokens import session_cookie, token_from_authorization
+from clerk_asgi._request import session_cookie, token_from_authorization
 
 T = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyXzEifQ.c2ln"  # a token-shaped string
 F = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJmb3JnZWQifQ.Zm9yZ2Vk"  # another one, "forged"

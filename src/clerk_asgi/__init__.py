@@ -12,8 +12,8 @@ declarative route table; handlers read the result through one small dependency::
     )
 """
 
-from ._auth import Auth
-from ._dependencies import current_auth, get_auth, require_auth
+from ._auth import AUTH_SCOPE_KEY, Auth, get_auth
+from ._dependencies import current_auth, require_auth
 from ._middleware import ClerkMiddleware
 from ._rules import STATIC_ASSETS, Rule
 from .exceptions import (
@@ -27,6 +27,7 @@ from .exceptions import (
 )
 
 __all__ = [
+    "AUTH_SCOPE_KEY",
     "STATIC_ASSETS",
     "Auth",
     "AuthError",

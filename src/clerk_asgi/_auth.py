@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, NoReturn
 
-__all__ = ["Auth", "Reverification"]
+from starlette.requests import HTTPConnection
+
+from .exceptions import MiddlewareNotInstalledError
+
+__all__ = ["AUTH_SCOPE_KEY", "Auth", "Reverification", "get_auth"]
+
+#: The scope key under which ``ClerkMiddleware`` stores the request's :class:`Auth`.
+AUTH_SCOPE_KEY: Final = "clerk_asgi.auth"
 
 _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 _ORG_PREFIX = re.compile(r"^(?:org:)*")
@@ -340,3 +347,16 @@ class Auth:
         if second == -1:
             return fresh(first)
         return fresh(first) and fresh(second)
+
+
+def get_auth(conn: HTTPConnection | Mapping[str, Any]) -> Auth:
+    """The :class:`Auth` of a Request, WebSocket or raw ASGI scope.
+
+    Raises:
+        MiddlewareNotInstalledError: ``ClerkMiddleware`` did not handle this connection.
+    """
+    scope = conn.scope if isinstance(conn, HTTPConnection) else conn
+    auth = scope.get(AUTH_SCOPE_KEY)
+    if not isinstance(auth, Auth):
+        raise MiddlewareNotInstalledError
+    return auth

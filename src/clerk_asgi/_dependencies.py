@@ -8,36 +8,21 @@ WebSockets alike. ``require_auth`` raises :class:`~clerk_asgi.exceptions.AuthErr
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import HTTPConnection
 
 from . import _reasons as R
-from ._auth import Auth, Reverification
-from ._middleware import AUTH_SCOPE_KEY
-from ._responses import message_for
+from ._auth import Auth, Reverification, get_auth
+from ._reasons import message_for
 from .exceptions import (
     ForbiddenError,
-    MiddlewareNotInstalledError,
     ServiceUnavailableError,
     SignedOutError,
 )
 
-__all__ = ["current_auth", "get_auth", "require_auth"]
-
-
-def get_auth(conn: HTTPConnection | Mapping[str, Any]) -> Auth:
-    """The :class:`Auth` of a Request, WebSocket or raw ASGI scope.
-
-    Raises:
-        MiddlewareNotInstalledError: ``ClerkMiddleware`` did not handle this connection.
-    """
-    scope = conn.scope if isinstance(conn, HTTPConnection) else conn
-    auth = scope.get(AUTH_SCOPE_KEY)
-    if not isinstance(auth, Auth):
-        raise MiddlewareNotInstalledError
-    return auth
+__all__ = ["current_auth", "require_auth"]
 
 
 async def current_auth(conn: HTTPConnection) -> Auth:

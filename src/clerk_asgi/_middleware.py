@@ -24,37 +24,30 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import _config as C
 from . import _reasons as R
-from ._auth import Auth
+from ._auth import AUTH_SCOPE_KEY, Auth
 from ._keys import RemoteKeySet, StaticKeySet
+from ._request import (
+    AMBIGUOUS,
+    IDENTITY_SPELLINGS,
+    SEVERAL,
+    Carrier,
+    carriers,
+    is_navigation,
+    session_cookie,
+    token_from_authorization,
+)
 from ._responses import Refusal, redirect_url_for, request_origin, send_refusal, with_query
 from ._rules import Rule, RuleMatcher, route_path
-from ._tokens import AMBIGUOUS, Carrier, session_cookie, token_from_authorization
 from ._verify import KeySet, TokenVerifier
 from .exceptions import AuthError, ConfigurationError
 
-__all__ = ["AUTH_SCOPE_KEY", "ClerkMiddleware"]
+__all__ = ["ClerkMiddleware"]
 
 logger = logging.getLogger("clerk_asgi")
-
-#: The scope key under which the middleware stores the request's :class:`Auth`.
-AUTH_SCOPE_KEY: Final = "clerk_asgi.auth"
 
 DEFAULT_API_URL: Final = "https://api.clerk.com"
 _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 _NO_TOKEN: Final = Auth.signed_out(R.SESSION_TOKEN_MISSING)
-
-
-def _spellings(name: str) -> frozenset[bytes]:
-    """Every spelling of a header name a client could smuggle: any case, ``_`` for ``-``."""
-    variants = [""]
-    for char in name:
-        options = {char.lower(), char.upper()} | ({"_"} if char == "-" else set())
-        variants = [v + o for v in variants for o in options]
-    return frozenset(v.encode("ascii") for v in variants)
-
-
-#: The 512 spellings of ``x-user-id`` (case, ``_`` for ``-``): removed from every request.
-_IDENTITY_SPELLINGS: Final = _spellings("x-user-id")
 
 
 class ClerkMiddleware:
@@ -306,13 +299,13 @@ class ClerkMiddleware:
         # Cookie kept).
         raw_headers = scope["headers"]
         found: dict[bytes, bytes] = dict(raw_headers)
-        spoofed = not _IDENTITY_SPELLINGS.isdisjoint(found)
+        spoofed = not IDENTITY_SPELLINGS.isdisjoint(found)
         if len(found) == len(raw_headers):
             authorization = found.get(b"authorization")
             cookie = found.get(b"cookie")
             cookies = None if cookie is None else [cookie]
         else:
-            found, authorization, cookies = _carriers(raw_headers)
+            found, authorization, cookies = carriers(raw_headers)
 
         path: str = scope["path"]
         if scope.get("root_path"):
@@ -324,7 +317,7 @@ class ClerkMiddleware:
         if authorization is not None:
             if authorization.startswith(b"Bearer ") and len(authorization) > 7:  # common case
                 token = authorization[7:].decode("latin-1")
-            elif authorization is _SEVERAL:
+            elif authorization is SEVERAL:
                 token = AMBIGUOUS
             else:
                 token = token_from_authorization(authorization.decode("latin-1"))
@@ -352,7 +345,7 @@ class ClerkMiddleware:
         if rule.kind == "api" and user_id is not None:
             identity = (b"x-user-id", user_id.encode("ascii"))  # ASCII: checked by the verifier
         if spoofed:
-            scope["headers"] = [(n, v) for n, v in scope["headers"] if n not in _IDENTITY_SPELLINGS]
+            scope["headers"] = [(n, v) for n, v in scope["headers"] if n not in IDENTITY_SPELLINGS]
         if identity is not None:
             scope["headers"] = [*scope["headers"], identity]
         started = False
@@ -398,7 +391,7 @@ class ClerkMiddleware:
             reason = auth.reason or R.SESSION_TOKEN_MISSING
             if reason == R.JWK_REMOTE_FAILED_TO_LOAD:
                 return Refusal(503, reason, retry_after=self.keys.retry_after())
-            if rule.kind == "protect" and self.sign_in_url and _is_navigation(scope, found):
+            if rule.kind == "protect" and self.sign_in_url and is_navigation(scope, found):
                 target = with_query(
                     _under_root(scope, self.sign_in_url),
                     "redirect_url",
@@ -433,39 +426,6 @@ class ClerkMiddleware:
         return text != (self.public_origin or request_origin(scope, found.get(b"host")))
 
 
-#: Stands for "several Authorization headers" (compared by identity; NUL is never sent).
-_SEVERAL: Final = b"\x00several Authorization headers"
-
-
-def _carriers(
-    raw_headers: Iterable[tuple[bytes, bytes]],
-) -> tuple[dict[bytes, bytes], bytes | None, list[bytes] | None]:
-    """When header names repeat: the first value of each name, the Authorization value
-    (:data:`_SEVERAL` when there are several), and every Cookie header."""
-    found: dict[bytes, bytes] = {}
-    authorization: bytes | None = None
-    cookies: list[bytes] = []
-    for name, value in raw_headers:
-        if name == b"authorization":
-            authorization = value if authorization is None else _SEVERAL
-        elif name == b"cookie":
-            cookies.append(value)
-        found.setdefault(name, value)
-    return found, authorization, cookies or None
-
-
 def _under_root(scope: Scope, url: str) -> str:
     """A path-form redirect target is a route of this app: put it under the app's root_path."""
     return scope.get("root_path", "") + url if url.startswith("/") else url
-
-
-def _is_navigation(scope: Scope, found: Mapping[bytes, bytes]) -> bool:
-    """A browser page load: GET/HEAD with ``Sec-Fetch-Dest`` document/iframe, or no
-    ``Sec-Fetch-Dest`` and ``Accept`` naming text/html (and not an XMLHttpRequest)."""
-    if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
-        return False
-    dest = found.get(b"sec-fetch-dest")
-    if dest is not None:
-        return dest in (b"document", b"iframe")
-    accept = found.get(b"accept")
-    return accept is not None and b"text/html" in accept and found.get(b"x-requested-with") is None

@@ -6,6 +6,8 @@ Where Clerk has a code for the situation (``@clerk/backend`` ``AuthErrorReason``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Final
 
 # No token, or a token we will not look at.
@@ -36,3 +38,35 @@ JWK_REMOTE_FAILED_TO_LOAD: Final = "jwk-remote-failed-to-load"
 # Authorization (signed in, has() failed).
 AUTHORIZATION_FAILED: Final = "authorization-failed"  # ours
 REVERIFICATION_ERROR: Final = "reverification-error"
+
+
+#: The human-readable message sent with each reason code (safe to show to clients).
+MESSAGES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        SESSION_TOKEN_MISSING: "Sign in to continue.",
+        TOKEN_TYPE_MISMATCH: "This token is not a Clerk session token.",
+        TOKEN_INVALID: "The session token is malformed.",
+        TOKEN_INVALID_ALGORITHM: "The session token uses an algorithm other than RS256.",
+        TOKEN_INVALID_SIGNATURE: "The session token's signature is invalid.",
+        TOKEN_VERIFICATION_FAILED: "The session token's claims are invalid.",
+        TOKEN_EXPIRED: "The session token has expired; fetch a fresh one and retry.",
+        TOKEN_NOT_ACTIVE_YET: "The session token is not valid yet (nbf).",
+        TOKEN_IAT_IN_THE_FUTURE: "The session token was issued in the future (iat).",
+        TOKEN_INVALID_AUTHORIZED_PARTIES: "The session token was issued for another origin (azp).",
+        TOKEN_INVALID_ISSUER: "The session token was issued by another Clerk instance (iss).",
+        TOKEN_INVALID_AUDIENCE: "The session token is for another audience (aud).",
+        TOKEN_TOO_OLD: "The session token is older than this route allows; refresh it.",
+        SESSION_PENDING: "The session has pending tasks; finish them to continue.",
+        ORIGIN_NOT_AUTHORIZED: "Cookie-authenticated request from an origin that is not allowed.",
+        UNEXPECTED_ERROR: "The session token could not be verified.",
+        JWK_KID_MISMATCH: "No signing key matches this session token.",
+        JWK_REMOTE_FAILED_TO_LOAD: "Clerk's signing keys are unavailable; retry shortly.",
+        AUTHORIZATION_FAILED: "You are signed in but not allowed to access this resource.",
+        REVERIFICATION_ERROR: "Verify your identity again to access this resource.",
+    }
+)
+
+
+def message_for(reason: str) -> str:
+    """The message for ``reason`` (a generic one for codes without their own)."""
+    return MESSAGES.get(reason, "Not allowed.")

@@ -16,38 +16,11 @@ from urllib.parse import quote
 
 from starlette.types import Scope, Send
 
-from . import _reasons as R
+from ._reasons import message_for
 
 __all__ = ["Refusal", "redirect_url_for", "request_origin", "send_refusal", "with_query"]
 
 MAX_REDIRECT_URL: Final = 2048
-
-_MESSAGES: Final = {
-    R.SESSION_TOKEN_MISSING: "Sign in to continue.",
-    R.TOKEN_TYPE_MISMATCH: "This token is not a Clerk session token.",
-    R.TOKEN_INVALID: "The session token is malformed.",
-    R.TOKEN_INVALID_ALGORITHM: "The session token uses an algorithm other than RS256.",
-    R.TOKEN_INVALID_SIGNATURE: "The session token's signature is invalid.",
-    R.TOKEN_VERIFICATION_FAILED: "The session token's claims are invalid.",
-    R.TOKEN_EXPIRED: "The session token has expired; fetch a fresh one and retry.",
-    R.TOKEN_NOT_ACTIVE_YET: "The session token is not valid yet (nbf).",
-    R.TOKEN_IAT_IN_THE_FUTURE: "The session token was issued in the future (iat).",
-    R.TOKEN_INVALID_AUTHORIZED_PARTIES: "The session token was issued for another origin (azp).",
-    R.TOKEN_INVALID_ISSUER: "The session token was issued by another Clerk instance (iss).",
-    R.TOKEN_INVALID_AUDIENCE: "The session token is for another audience (aud).",
-    R.TOKEN_TOO_OLD: "The session token is older than this route allows; refresh it.",
-    R.SESSION_PENDING: "The session has pending tasks; finish them to continue.",
-    R.ORIGIN_NOT_AUTHORIZED: "Cookie-authenticated request from an origin that is not allowed.",
-    R.UNEXPECTED_ERROR: "The session token could not be verified.",
-    R.JWK_KID_MISMATCH: "No signing key matches this session token.",
-    R.JWK_REMOTE_FAILED_TO_LOAD: "Clerk's signing keys are unavailable; retry shortly.",
-    R.AUTHORIZATION_FAILED: "You are signed in but not allowed to access this resource.",
-    R.REVERIFICATION_ERROR: "Verify your identity again to access this resource.",
-}
-
-
-def message_for(reason: str) -> str:
-    return _MESSAGES.get(reason, "Not allowed.")
 
 
 @dataclass(frozen=True, slots=True)

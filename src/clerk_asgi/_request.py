@@ -11,11 +11,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from contextlib import suppress
 from typing import Final, Literal
 from urllib.parse import unquote
 
-__all__ = ["AMBIGUOUS", "Carrier", "session_cookie", "token_from_authorization"]
+from starlette.types import Scope
+
+__all__ = [
+    "AMBIGUOUS",
+    "IDENTITY_SPELLINGS",
+    "SEVERAL",
+    "Carrier",
+    "carriers",
+    "is_navigation",
+    "session_cookie",
+    "token_from_authorization",
+]
 
 Carrier = Literal["header", "cookie"]
 
@@ -59,3 +71,49 @@ def session_cookie(headers: list[bytes], name: str = "__session") -> str | None:
                     value = unquote(value, errors="strict")
             return value or None
     return None
+
+
+def _spellings(name: str) -> frozenset[bytes]:
+    """Every spelling of a header name a client could smuggle: any case, ``_`` for ``-``."""
+    variants = [""]
+    for char in name:
+        options = {char.lower(), char.upper()} | ({"_"} if char == "-" else set())
+        variants = [v + o for v in variants for o in options]
+    return frozenset(v.encode("ascii") for v in variants)
+
+
+#: The 512 spellings of ``x-user-id`` (case, ``_`` for ``-``): removed from every request.
+IDENTITY_SPELLINGS: Final = _spellings("x-user-id")
+
+
+#: Stands for "several Authorization headers" (compared by identity; NUL is never sent).
+SEVERAL: Final = b"\x00several Authorization headers"
+
+
+def carriers(
+    raw_headers: Iterable[tuple[bytes, bytes]],
+) -> tuple[dict[bytes, bytes], bytes | None, list[bytes] | None]:
+    """When header names repeat: the first value of each name, the Authorization value
+    (:data:`SEVERAL` when there are several), and every Cookie header."""
+    found: dict[bytes, bytes] = {}
+    authorization: bytes | None = None
+    cookies: list[bytes] = []
+    for name, value in raw_headers:
+        if name == b"authorization":
+            authorization = value if authorization is None else SEVERAL
+        elif name == b"cookie":
+            cookies.append(value)
+        found.setdefault(name, value)
+    return found, authorization, cookies or None
+
+
+def is_navigation(scope: Scope, found: Mapping[bytes, bytes]) -> bool:
+    """A browser page load: GET/HEAD with ``Sec-Fetch-Dest`` document/iframe, or no
+    ``Sec-Fetch-Dest`` and ``Accept`` naming text/html (and not an XMLHttpRequest)."""
+    if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+        return False
+    dest = found.get(b"sec-fetch-dest")
+    if dest is not None:
+        return dest in (b"document", b"iframe")
+    accept = found.get(b"accept")
+    return accept is not None and b"text/html" in accept and found.get(b"x-requested-with") is None
