@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from clerk_asgi.testing import KeyPair, MockClerk
+from clerk_asgi.testing import FakeClock, KeyPair, MockClerk
+
+__all__ = ["NOW", "FakeClock"]
 
 CLERK_ENV = (
     "CLERK_PUBLISHABLE_KEY",
@@ -18,19 +20,6 @@ CLERK_ENV = (
 
 #: A fixed "now" for the fake clock (2027-01-15T08:00:00Z).
 NOW = 1_800_000_000.0
-
-
-class FakeClock:
-    """Wall-clock seconds that only move when a test says so."""
-
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +42,7 @@ def second_key() -> KeyPair:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(NOW)
 
 
 @pytest.fixture

@@ -46,6 +46,7 @@ CORE_NAMES = [
     "require_auth",
 ]
 TESTING_NAMES = [
+    "FakeClock",
     "JWKSTransport",
     "KeyPair",
     "MockClerk",

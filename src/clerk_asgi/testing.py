@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.hashes import SHA256
 
 __all__ = [
+    "FakeClock",
     "JWKSTransport",
     "KeyPair",
     "MockClerk",
@@ -40,6 +41,29 @@ __all__ = [
 ]
 
 SESSION_CATEGORY = "cl_B7d4PD111AAA"
+
+
+class FakeClock:
+    """Wall-clock seconds that only move when a test says so: pass it as ``clock=``.
+
+    Example::
+
+        clock = FakeClock(1_800_000_000)
+        app.add_middleware(ClerkMiddleware, clock=clock, **clerk.middleware_options())
+        token = clerk.token(issued_at=clock.now, expires_in=60)
+        clock.advance(61)  # the token has now expired
+    """
+
+    def __init__(self, now: float | None = None) -> None:
+        #: The current time, Unix seconds (default: the real time when the clock was made).
+        self.now = time.time() if now is None else now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward by ``seconds``."""
+        self.now += seconds
 
 
 def _b64url(data: bytes) -> str:
