@@ -31,7 +31,7 @@ from dev_issuer import DEMO_USERS, DevIssuer
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from clerk_asgi import Auth, ClerkMiddleware, Rule
+from clerk_asgi import Auth, ClerkConfig, ClerkMiddleware, Rule
 from clerk_asgi.fastapi import CurrentAuth
 
 __all__ = ["KEY_VARIABLES", "RULES", "app", "create_app", "same_origin_target"]
@@ -317,28 +317,27 @@ def create_app(*, dev_issuer: DevIssuer | None = None) -> FastAPI:
     real = any(os.environ.get(name) for name in KEY_VARIABLES)
     issuer = None if real else (dev_issuer or DevIssuer())
     app = FastAPI(title="clerk-asgi example")
-    options: dict[str, Any] = {
-        "rules": RULES,
-        "sign_in_url": SIGN_IN_URL,
+    # Built now, at start-up: a bad CLERK_* value stops the server here with the library's own
+    # message (Starlette would build the middleware on the first ASGI call, the lifespan,
+    # where uvicorn reports a failure as "lifespan unsupported" and carries on).
+    clerk = ClerkConfig(
+        rules=RULES,
+        sign_in_url=SIGN_IN_URL,
         # authorized_parties is left to CLERK_AUTHORIZED_PARTIES (the middleware reads it when
         # this is None). Set it in production, e.g. "https://app.example.com". The development
         # issuer puts the page's origin in azp, but the app cannot know the port uvicorn binds,
         # so it does not guess a list: without one, azp is not checked, and cookie-carried
         # POSTs (sign-out) are still refused when their Origin is not this server's own.
-        "authorized_parties": None,
+        authorized_parties=None,
         # Dev mode: the issuer's public key (networkless) and its fixed iss. Clerk mode: nothing
-        # here, so the middleware takes CLERK_PUBLISHABLE_KEY & co. from the environment.
+        # here, so the config takes CLERK_PUBLISHABLE_KEY & co. from the environment.
         **(issuer.middleware_options() if issuer else {}),
-    }
-    # Starlette builds its middleware on the first request (where uvicorn reports a failing
-    # lifespan as "unsupported" and carries on): build one now, so that a bad CLERK_* value
-    # stops the server at start-up with the middleware's own message.
-    checked = ClerkMiddleware(app, **options)
-    app.add_middleware(ClerkMiddleware, **options)
+    )
+    app.add_middleware(ClerkMiddleware, config=clerk)
     site = Site(
         dev=issuer,
         publishable_key=os.environ.get("CLERK_PUBLISHABLE_KEY") or None,
-        frontend_api=checked.frontend_api,
+        frontend_api=clerk.frontend_api,
     )
     if issuer:
         logger.warning(

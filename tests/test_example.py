@@ -19,7 +19,7 @@ import jwt
 import pytest
 from fastapi import FastAPI
 
-from clerk_asgi import ClerkMiddleware, ConfigurationError
+from clerk_asgi import ClerkConfig, ClerkMiddleware, ConfigurationError
 from clerk_asgi.testing import KeyPair, mint_session_token
 
 from .conftest import CLERK_ENV
@@ -33,6 +33,7 @@ NAVIGATION = {"accept": "text/html,application/xhtml+xml", "sec-fetch-dest": "do
 BANNER = "development issuer — not Clerk"
 #: pk_test_ + base64("clerk.example.com$"): well-formed, for an instance that does not exist.
 PUBLISHABLE_KEY = "pk_test_Y2xlcmsuZXhhbXBsZS5jb20k"
+LIVE_KEY = "pk_live_Y2xlcmsuZXhhbXBsZS5jb20k"
 CLERK_JS = "https://clerk.example.com/npm/@clerk/clerk-js@5/dist/clerk.browser.js"
 
 
@@ -103,11 +104,14 @@ def test_module_exposes_a_fastapi_app_in_development_mode(example: ModuleType) -
     cls: object = middleware.cls
     options: dict[str, Any] = middleware.kwargs
     assert cls is ClerkMiddleware
-    assert options["issuer"] == "https://dev-issuer.invalid"
-    assert options["jwt_key"].startswith("-----BEGIN PUBLIC KEY-----")
-    assert options["rules"] == example.RULES
-    assert options["sign_in_url"] == "/sign-in"
-    assert options["authorized_parties"] is None
+    config = options["config"]
+    assert isinstance(config, ClerkConfig)
+    assert config.issuer == "https://dev-issuer.invalid"
+    assert config.jwt_key is not None
+    assert config.jwks_url is None
+    assert config.rules == tuple(example.RULES)
+    assert config.sign_in_url == "/sign-in"
+    assert config.authorized_parties == frozenset()
 
 
 # --- development mode: pages --------------------------------------------------------------------
@@ -610,8 +614,8 @@ def test_bad_clerk_settings_fail_at_start_up(
         example.create_app()
 
 
-def test_the_middleware_names_the_frontend_api_of_the_publishable_key() -> None:
+def test_the_config_names_the_frontend_api_of_the_publishable_key() -> None:
     """pk_test_<base64("clerk.example.com$")> names the Frontend API clerk.example.com."""
-    for key in (PUBLISHABLE_KEY, "pk_live_Y2xlcmsuZXhhbXBsZS5jb20k"):
-        middleware = ClerkMiddleware(FastAPI(), publishable_key=key)
-        assert middleware.frontend_api == "clerk.example.com"
+    for key, instance in ((PUBLISHABLE_KEY, "development"), (LIVE_KEY, "production")):
+        config = ClerkConfig(publishable_key=key)
+        assert (config.frontend_api, config.instance_type) == ("clerk.example.com", instance)

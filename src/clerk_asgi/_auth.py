@@ -14,11 +14,19 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, NoReturn
 
+from starlette.authentication import AuthCredentials, BaseUser
 from starlette.requests import HTTPConnection
 
 from .exceptions import MiddlewareNotInstalledError
 
-__all__ = ["AUTH_SCOPE_KEY", "Auth", "Reverification", "get_auth"]
+__all__ = [
+    "AUTH_SCOPE_KEY",
+    "Auth",
+    "ClerkCredentials",
+    "ClerkUser",
+    "Reverification",
+    "get_auth",
+]
 
 #: The scope key under which ``ClerkMiddleware`` stores the request's :class:`Auth`.
 AUTH_SCOPE_KEY: Final = "clerk_asgi.auth"
@@ -360,3 +368,49 @@ def get_auth(conn: HTTPConnection | Mapping[str, Any]) -> Auth:
     if not isinstance(auth, Auth):
         raise MiddlewareNotInstalledError
     return auth
+
+
+class ClerkUser(BaseUser):
+    """``request.user`` behind ``ClerkMiddleware``, in Starlette's convention.
+
+    ``is_authenticated`` is True for a signed-in user, whose ``identity`` and ``display_name``
+    are the Clerk user id; signed out, it is False and both are empty strings (as Starlette's
+    ``UnauthenticatedUser``). ``auth`` is the request's :class:`Auth`.
+    """
+
+    __slots__ = ("auth",)
+
+    def __init__(self, auth: Auth) -> None:
+        self.auth = auth
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self.auth.user_id is not None
+
+    @property
+    def identity(self) -> str:
+        return self.auth.user_id or ""
+
+    @property
+    def display_name(self) -> str:
+        return self.auth.user_id or ""
+
+    def __repr__(self) -> str:
+        return f"ClerkUser({self.auth.user_id!r})"
+
+
+class ClerkCredentials(AuthCredentials):
+    """``request.auth`` behind ``ClerkMiddleware``: ``scopes`` are ``"authenticated"`` and the
+    active organization's permissions when signed in, nothing when signed out, so Starlette's
+    ``@requires("authenticated")`` and ``@requires("org:billing:manage")`` work."""
+
+    __slots__ = ("_auth",)
+
+    def __init__(self, auth: Auth) -> None:  # no super().__init__(): scopes are derived
+        self._auth = auth
+
+    @property
+    def scopes(self) -> list[str]:  # type: ignore[override]  # read-only: derived from the Auth
+        if self._auth.user_id is None:
+            return []
+        return ["authenticated", *self._auth.org_permissions]

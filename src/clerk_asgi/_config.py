@@ -1,7 +1,8 @@
-"""Configuration parsing: environment fallbacks, Clerk keys, URLs. Every mistake raises here.
+"""``ClerkConfig``: every setting, with its ``CLERK_*`` fallback, validated once. Every mistake
+raises here, as a :class:`~clerk_asgi.ConfigurationError` that says how to fix it.
 
-Publishable keys are parsed as ``@clerk/shared`` ``keys.ts`` does (reference/clerk-semantics.md
-§4): ``pk_(test|live)_<base64 of "<frontend-api-host>$">``.
+Publishable keys are parsed as ``@clerk/shared`` ``keys.ts`` does:
+``pk_(test|live)_<base64 of "<frontend-api-host>$">``.
 """
 
 from __future__ import annotations
@@ -10,19 +11,28 @@ import base64
 import binascii
 import os
 import re
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import MappingProxyType
-from typing import Final
-from urllib.parse import urlsplit
+from typing import Final, Literal, cast
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from ._keys import RemoteKeySet, StaticKeySet
+from ._responses import RefusalHook
+from ._rules import Rule, RuleMatcher
+from ._verify import KeySet
 from .exceptions import ConfigurationError
 
 __all__ = [
+    "DEFAULT_API_URL",
     "ENV_VARS",
+    "ClerkConfig",
     "PublishableKey",
     "env",
     "load_pem_key",
@@ -66,6 +76,11 @@ class PublishableKey:
 
     frontend_api: str
     is_production: bool
+
+    @property
+    def instance_type(self) -> Literal["development", "production"]:
+        """``pk_live_`` keys belong to production instances, ``pk_test_`` to development ones."""
+        return "production" if self.is_production else "development"
 
     @property
     def issuer(self) -> str:
@@ -147,9 +162,9 @@ def validate_origin(value: str, what: str) -> str:
     """An origin: ``scheme://host[:port]``, no path, no trailing slash."""
     try:
         parts = urlsplit(value)
-        port = parts.port
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError:
-        parts, port = None, None
+        parts = None
     if (
         parts is None
         or parts.scheme not in ("http", "https")
@@ -165,7 +180,6 @@ def validate_origin(value: str, what: str) -> str:
             f"{what} must be an origin like 'https://app.example.com' (scheme, host and "
             f"optional port; no path or trailing slash), got {value!r}."
         )
-    del port
     return value
 
 
@@ -212,3 +226,328 @@ def validate_redirect_target(url: str, what: str) -> str:
     raise ConfigurationError(
         f"{what} must be a path on this site like '/sign-in' or an https:// URL, got {url!r}."
     )
+
+
+DEFAULT_API_URL: Final = "https://api.clerk.com"
+
+
+class ClerkConfig:
+    """Every setting of clerk-asgi, validated once and frozen.
+
+    Each keyword falls back to its ``CLERK_*`` environment variable. Build it once, at import,
+    and hand it to :class:`~clerk_asgi.ClerkMiddleware` (and, later, to the Backend API client
+    and the webhook verifier)::
+
+        clerk = ClerkConfig(
+            rules=[Rule.public("/", "/sign-in/:path*"), Rule.api("/api/:path*")],
+            sign_in_url="/sign-in",
+            authorized_parties=["https://app.example.com"],
+        )  # a ConfigurationError here stops the server before it serves anything
+        app.add_middleware(ClerkMiddleware, config=clerk)
+
+    Keys come from the first of ``jwt_key`` (networkless), ``jwks_url``, ``secret_key``
+    (Backend API ``/v1/jwks``) and ``publishable_key`` (Frontend API
+    ``/.well-known/jwks.json``); the publishable key (or ``issuer``) also fixes the expected
+    ``iss``. Key material passed in code wins over the environment as a whole.
+
+    Args:
+        rules: :class:`~clerk_asgi.Rule` objects; the first whose pattern matches the path
+            decides.
+        default: the rule for paths no rule matches (default: ``Rule.protect()``).
+        sign_in_url: where signed-out browser navigations to protected pages are sent
+            (``CLERK_SIGN_IN_URL``; default: the Account Portal of the publishable key). Its
+            path and sub-paths are always public.
+        authorized_parties: origins allowed in the token's ``azp`` (``CLERK_AUTHORIZED_PARTIES``,
+            comma-separated). Strongly recommended.
+        publishable_key, secret_key, jwt_key, jwks_url: key material, see above.
+        issuer: expected ``iss`` when no publishable key gives it.
+        api_url: Backend API base (``CLERK_API_URL``, default ``https://api.clerk.com``).
+        public_origin: the site's public origin (``https://app.example.com``) for building
+            ``redirect_url`` behind proxies; default: the request's own origin.
+        audience: when set, the token's ``aud`` must contain one of these.
+        clock_skew: tolerance in seconds for ``exp``/``nbf``/``iat`` (default 5; 0 honoured).
+        treat_pending_as_signed_out: ``sts: pending`` sessions are signed out (default True).
+        max_token_age: when set, tokens issued (``iat``) longer ago than this many seconds are
+            refused (``token-too-old``).
+        http_client: the ``httpx.AsyncClient`` for JWKS fetches (default: one of our own).
+        clock: wall-clock seconds (default ``time.time``); inject
+            :class:`~clerk_asgi.testing.FakeClock` in tests.
+        jwks_cache_ttl, jwks_cooldown, jwks_stale_window, jwks_timeout: key-cache tuning
+            (300 s, 30 s, 3600 s, 5 s).
+        token_cache_size: verified tokens remembered until they expire (default 4096; 0: off).
+        on_refusal: ``(connection, refusal) -> Response | None`` (sync or async), called for
+            every refusal the library writes; ``None`` sends the default response.
+
+    Raises:
+        ConfigurationError: for anything that cannot work, with how to fix it.
+    """
+
+    __slots__ = (
+        "api_url",
+        "audience",
+        "authorized_parties",
+        "clock",
+        "clock_skew",
+        "default",
+        "frontend_api",
+        "http_client",
+        "instance_type",
+        "issuer",
+        "jwks_cache_ttl",
+        "jwks_cooldown",
+        "jwks_headers",
+        "jwks_stale_window",
+        "jwks_timeout",
+        "jwks_url",
+        "jwt_key",
+        "max_token_age",
+        "on_refusal",
+        "public_origin",
+        "route_rules",
+        "rules",
+        "secret_key",
+        "sign_in_url",
+        "token_cache_size",
+        "treat_pending_as_signed_out",
+    )
+
+    #: Key source: the PEM key (networkless), else the JWKS URL and the headers to fetch it with.
+    jwt_key: RSAPublicKey | None
+    jwks_url: str | None
+    jwks_headers: Mapping[str, str]
+    #: The Frontend API host of the publishable key (where clerk-js is served), if any.
+    frontend_api: str | None
+    #: ``"development"`` (``pk_test_``) or ``"production"`` (``pk_live_``); None without a
+    #: publishable key.
+    instance_type: Literal["development", "production"] | None
+    rules: tuple[Rule, ...]
+    default: Rule
+    #: The rules as the middleware applies them: the sign-in path's implied public rule first.
+    route_rules: tuple[Rule, ...]
+    authorized_parties: frozenset[str]
+    audience: frozenset[str]
+    issuer: str | None
+    secret_key: str | None
+    api_url: str
+    sign_in_url: str | None
+    public_origin: str | None
+    clock_skew: float
+    treat_pending_as_signed_out: bool
+    max_token_age: float | None
+    http_client: httpx.AsyncClient | None
+    clock: Callable[[], float]
+    jwks_cache_ttl: float
+    jwks_cooldown: float
+    jwks_stale_window: float
+    jwks_timeout: float
+    token_cache_size: int
+    on_refusal: RefusalHook | None
+
+    def __init__(
+        self,
+        *,
+        rules: Sequence[Rule] = (),
+        default: Rule | Literal["protect", "public", "api"] = "protect",
+        sign_in_url: str | None = None,
+        authorized_parties: Iterable[str] | None = None,
+        publishable_key: str | None = None,
+        secret_key: str | None = None,
+        jwt_key: str | None = None,
+        jwks_url: str | None = None,
+        issuer: str | None = None,
+        api_url: str | None = None,
+        public_origin: str | None = None,
+        audience: Iterable[str] | str | None = None,
+        clock_skew: float = 5.0,
+        treat_pending_as_signed_out: bool = True,
+        max_token_age: float | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] | None = None,
+        jwks_cache_ttl: float = 300.0,
+        jwks_cooldown: float = 30.0,
+        jwks_stale_window: float = 3600.0,
+        jwks_timeout: float = 5.0,
+        token_cache_size: int = 4096,
+        on_refusal: RefusalHook | None = None,
+    ) -> None:
+        set_ = partial(object.__setattr__, self)
+        for name, value in (
+            ("clock_skew", clock_skew),
+            ("jwks_cache_ttl", jwks_cache_ttl),
+            ("jwks_cooldown", jwks_cooldown),
+            ("jwks_stale_window", jwks_stale_window),
+        ):
+            if not value >= 0:
+                raise ConfigurationError(f"{name} must be a number >= 0, got {value!r}.")
+            set_(name, value)
+        if not jwks_timeout > 0:
+            raise ConfigurationError(f"jwks_timeout must be > 0 seconds, got {jwks_timeout!r}.")
+        if max_token_age is not None and not max_token_age > 0:
+            raise ConfigurationError(f"max_token_age must be > 0 seconds, got {max_token_age!r}.")
+        if on_refusal is not None and not callable(on_refusal):
+            raise ConfigurationError(
+                f"on_refusal must be a callable (connection, refusal) -> Response | None, "
+                f"got {on_refusal!r}."
+            )
+        set_("jwks_timeout", jwks_timeout)
+        set_("max_token_age", max_token_age)
+        set_("treat_pending_as_signed_out", treat_pending_as_signed_out)
+        set_("token_cache_size", token_cache_size)
+        set_("http_client", http_client)
+        set_("clock", clock or time.time)
+        set_("on_refusal", on_refusal)
+
+        publishable = env(publishable_key, "publishable_key")
+        pk = parse_publishable_key(publishable) if publishable else None
+        set_("frontend_api", pk.frontend_api if pk else None)
+        set_("instance_type", None if pk is None else pk.instance_type)
+        if issuer is not None:
+            validate_origin(issuer, "issuer")
+        set_("issuer", issuer or (pk.issuer if pk else None))
+        api = env(api_url, "api_url") or DEFAULT_API_URL
+        set_("api_url", validate_jwks_url(api, "api_url (CLERK_API_URL)").rstrip("/"))
+        # Key material passed in code wins over the environment as a whole.
+        in_code = any((jwt_key, jwks_url, secret_key, publishable_key))
+        secret = secret_key if in_code else env(None, "secret_key")
+        set_("secret_key", validate_secret_key(secret) if secret else None)
+        self._choose_keys(
+            jwt_key if in_code else env(None, "jwt_key"),
+            jwks_url if in_code else env(None, "jwks_url"),
+            pk,
+        )
+        set_(
+            "authorized_parties",
+            parse_authorized_parties(
+                env(None, "authorized_parties")
+                if authorized_parties is None
+                else authorized_parties
+            ),
+        )
+        set_("audience", frozenset([audience] if isinstance(audience, str) else audience or ()))
+        set_(
+            "public_origin",
+            validate_origin(public_origin, "public_origin") if public_origin else None,
+        )
+
+        sign_in = env(sign_in_url, "sign_in_url")
+        if sign_in is None and pk is not None:
+            sign_in = pk.accounts_sign_in_url
+        sign_in = validate_redirect_target(sign_in, "sign_in_url") if sign_in else None
+        if sign_in and "redirect_url" in parse_qs(urlsplit(sign_in).query):
+            raise ConfigurationError(
+                f"sign_in_url {sign_in!r} already has a redirect_url parameter; the "
+                "middleware adds it (the URL the user wanted). Remove it from sign_in_url."
+            )
+        set_("sign_in_url", sign_in)
+        self._set_rules(rules, default)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"ClerkConfig is frozen: build a new one instead of setting {name}.")
+
+    def __repr__(self) -> str:
+        source = "jwt_key" if self.jwt_key is not None else self.jwks_url
+        return (
+            f"ClerkConfig(keys={source!r}, issuer={self.issuer!r}, "
+            f"authorized_parties={sorted(self.authorized_parties)!r}, "
+            f"sign_in_url={self.sign_in_url!r}, rules={len(self.rules)})"
+        )
+
+    def _choose_keys(
+        self, jwt_key: str | None, jwks_url: str | None, pk: PublishableKey | None
+    ) -> None:
+        set_ = partial(object.__setattr__, self)
+        pem, url, headers = None, None, {}
+        if jwt_key:
+            pem = load_pem_key(jwt_key)
+        elif jwks_url:
+            url = validate_jwks_url(jwks_url)
+        elif self.secret_key:
+            url = self.api_url + "/v1/jwks"
+            headers["Authorization"] = f"Bearer {self.secret_key}"
+        elif pk is not None:
+            url = pk.jwks_url
+        else:
+            raise ConfigurationError(
+                "No Clerk key material: set one of CLERK_JWT_KEY (PEM public key, networkless), "
+                "CLERK_SECRET_KEY, CLERK_PUBLISHABLE_KEY or CLERK_JWKS_URL, or pass jwt_key=, "
+                "secret_key=, publishable_key= or jwks_url= to ClerkConfig/ClerkMiddleware."
+            )
+        set_("jwt_key", pem)
+        set_("jwks_url", url)
+        set_("jwks_headers", MappingProxyType(headers))
+
+    def _set_rules(
+        self, rules: Sequence[Rule], default: Rule | Literal["protect", "public", "api"]
+    ) -> None:
+        if isinstance(default, str):
+            if default not in ("protect", "public", "api"):
+                raise ConfigurationError(
+                    f"default must be 'protect', 'public', 'api' or a Rule, got {default!r}."
+                )
+            default = Rule(default)
+        if isinstance(rules, Rule) or not isinstance(rules, Iterable):
+            raise ConfigurationError(
+                f"rules must be a list of Rule objects, got {rules!r}: write rules=[Rule...(...)]."
+            )
+        rules = tuple(rules)
+        for rule in [*rules, default]:
+            if not isinstance(rule, Rule):
+                raise ConfigurationError(
+                    f"rules must hold Rule objects (Rule.public/protect/api), got {rule!r}."
+                )
+            if rule.unauthorized_url is not None:
+                validate_redirect_target(rule.unauthorized_url, "unauthorized_url")
+        object.__setattr__(self, "rules", rules)
+        object.__setattr__(self, "default", default)
+        route_rules = (*self._sign_in_rules(rules), *rules)
+        object.__setattr__(self, "route_rules", route_rules)
+        matcher = RuleMatcher(route_rules, default)
+        for rule in rules:  # an unauthorized_url that needs a role itself could loop forever
+            path = self.own_path(rule.unauthorized_url)
+            if path is not None and matcher.match(path).requires_authorization:
+                raise ConfigurationError(
+                    f"unauthorized_url {rule.unauthorized_url!r} is covered by a rule that "
+                    "requires a role or permission, so refused users could be redirected in a "
+                    "loop. Make it public or protect it without role/permission."
+                )
+
+    def own_path(self, url: str | None) -> str | None:
+        """The path of ``url`` when it points at this site (a path, or on ``public_origin``)."""
+        if url is None:
+            return None
+        if url.startswith("/"):
+            return url.split("?", 1)[0].split("#", 1)[0]
+        if self.public_origin and url.startswith(self.public_origin + "/"):
+            return self.own_path(url[len(self.public_origin) :])
+        return None
+
+    def _sign_in_rules(self, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+        """The sign-in path (and its sub-pages) is public; a rule protecting it is an error."""
+        path = self.own_path(self.sign_in_url)
+        if path is None:
+            return ()
+        explicit = RuleMatcher(rules, Rule.public()).match(path)
+        base = path.rstrip("/") or "/"
+        if explicit.kind != "public":
+            safe = base if base == "/" else base + "/:path*"
+            raise ConfigurationError(
+                f"sign_in_url path {path!r} is covered by a Rule.{explicit.kind}(...) rule, so "
+                f"signing in would itself require signing in. Make it public "
+                f"(Rule.public({safe!r}), which also covers its sub-pages) or move the rule."
+            )
+        return (Rule.public(base if base == "/" else base + "/:rest*"),)
+
+    def key_set(self) -> KeySet:
+        """A new key cache for this configuration's key source."""
+        if self.jwt_key is not None:
+            return StaticKeySet(self.jwt_key)
+        return RemoteKeySet(
+            cast(str, self.jwks_url),  # _choose_keys set either jwt_key or jwks_url
+            headers=self.jwks_headers,
+            http_client=self.http_client,
+            clock=self.clock,
+            ttl=self.jwks_cache_ttl,
+            cooldown=self.jwks_cooldown,
+            stale_window=self.jwks_stale_window,
+            timeout=self.jwks_timeout,
+        )

@@ -1,97 +1,68 @@
 """``ClerkMiddleware``: authenticate every request, then let the matching rule decide.
 
-One request, start to finish (DESIGN.md §2):
+One request, start to finish:
 
 1. lifespan passes through; scope types other than http/websocket are refused;
-2. the headers, read once into a dict, give the token carriers and every copy of ``x-user-id``;
-3. the route path (``scope["path"]`` minus ``root_path``) picks the first matching rule;
-4. the token (Authorization header first, else the ``__session`` cookie) becomes an Auth;
-5. the rule decides: run the app, redirect to sign-in, or answer 401/403/503;
-6. the app runs with a new scope: the Auth under ``"clerk_asgi.auth"``, spoofed identity
-   headers removed, and on API routes exactly one ``x-user-id``.
+2. the request is read once (:class:`~clerk_asgi._request.Incoming`): headers, the token and
+   where it came from, spoofed ``x-user-id`` headers, the route path;
+3. the route path picks the first matching rule;
+4. the token becomes an :class:`Auth` (verified, or signed out with Clerk's reason code);
+5. the rule decides (:func:`~clerk_asgi._decide.decide`): run the app, or a refusal, written
+   by :func:`~clerk_asgi._responses.send_refusal`;
+6. the app runs with a new scope: the Auth under ``"clerk_asgi.auth"`` (and Starlette's
+   ``"user"``/``"auth"``), spoofed identity headers removed, and on API routes exactly one
+   ``x-user-id``. An ``AuthError`` the app raises (``require_auth``) is answered here too.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Final, Literal
-from urllib.parse import parse_qs, urlsplit
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final, Literal
 
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import _config as C
-from . import _reasons as R
-from ._auth import AUTH_SCOPE_KEY, Auth
-from ._keys import RemoteKeySet, StaticKeySet
-from ._request import (
-    AMBIGUOUS,
-    IDENTITY_SPELLINGS,
-    SEVERAL,
-    Carrier,
-    carriers,
-    is_navigation,
-    session_cookie,
-    token_from_authorization,
-)
-from ._responses import Refusal, redirect_url_for, request_origin, send_refusal, with_query
-from ._rules import Rule, RuleMatcher, route_path
-from ._verify import KeySet, TokenVerifier
+from ._auth import AUTH_SCOPE_KEY, Auth, ClerkCredentials, ClerkUser
+from ._config import ClerkConfig
+from ._decide import decide, refusal_for_error
+from ._reasons import ORIGIN_NOT_AUTHORIZED, SESSION_TOKEN_MISSING, TOKEN_INVALID
+from ._request import AMBIGUOUS, IDENTITY_SPELLINGS, Incoming
+from ._responses import RefusalHook, send_refusal
+from ._rules import Rule, RuleMatcher
+from ._verify import TokenVerifier
 from .exceptions import AuthError, ConfigurationError
 
 __all__ = ["ClerkMiddleware"]
 
-logger = logging.getLogger("clerk_asgi")
+logger = logging.getLogger(__name__)
 
-DEFAULT_API_URL: Final = "https://api.clerk.com"
-_SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
-_NO_TOKEN: Final = Auth.signed_out(R.SESSION_TOKEN_MISSING)
+_NO_TOKEN: Final = Auth.signed_out(SESSION_TOKEN_MISSING)
+_AMBIGUOUS: Final = Auth.signed_out(TOKEN_INVALID)
+_CROSS_SITE: Final = Auth.signed_out(ORIGIN_NOT_AUTHORIZED)
 
 
 class ClerkMiddleware:
     """Authenticate requests with Clerk session tokens and enforce a route table.
 
-    Every parameter is keyword-only and falls back to its ``CLERK_*`` environment variable.
-    Keys come from the first of ``jwt_key`` (networkless), ``jwks_url``, ``secret_key``
-    (Backend API ``/v1/jwks``) and ``publishable_key`` (Frontend API
-    ``/.well-known/jwks.json``); the publishable key (or ``issuer``) also fixes the expected
-    ``iss``.
+    Pass a :class:`~clerk_asgi.ClerkConfig` as ``config=``, or its keywords directly (each
+    falls back to its ``CLERK_*`` environment variable); see :class:`~clerk_asgi.ClerkConfig`
+    for what each one means::
 
-    Args:
-        app: the ASGI app to protect.
-        rules: :class:`Rule` objects; the first whose pattern matches the path decides.
-        default: the rule for paths no rule matches (default: ``Rule.protect()``).
-        sign_in_url: where signed-out browser navigations to protected pages are sent
-            (``CLERK_SIGN_IN_URL``; default: the Account Portal of the publishable key). Its
-            path is always public.
-        authorized_parties: origins allowed in the token's ``azp`` (``CLERK_AUTHORIZED_PARTIES``,
-            comma-separated). Strongly recommended.
-        publishable_key, secret_key, jwt_key, jwks_url: key material, see above.
-        issuer: expected ``iss`` when no publishable key gives it.
-        api_url: Backend API base for ``secret_key`` (``CLERK_API_URL``).
-        public_origin: the site's public origin (``https://app.example.com``) for building
-            ``redirect_url`` behind proxies; default: the request's own origin.
-        audience: when set, the token's ``aud`` must contain one of these.
-        clock_skew: tolerance in seconds for ``exp``/``nbf``/``iat`` (default 5; 0 honoured).
-        treat_pending_as_signed_out: ``sts: pending`` sessions are signed out (default True).
-        max_token_age: when set, tokens issued (``iat``) longer ago than this many seconds are
-            refused (``token-too-old``).
-        http_client: the ``httpx.AsyncClient`` for JWKS fetches (default: one of our own).
-        clock: wall-clock seconds (default ``time.time``); inject a fake one in tests.
-        jwks_cache_ttl, jwks_cooldown, jwks_stale_window, jwks_timeout: key-cache tuning
-            (300 s, 30 s, 3600 s, 5 s).
-        token_cache_size: verified tokens remembered until they expire (default 4096; 0: off).
+        app.add_middleware(ClerkMiddleware, config=ClerkConfig(rules=[...]))
+        app.add_middleware(ClerkMiddleware, rules=[...], authorized_parties=[...])
 
     Raises:
-        ConfigurationError: at construction, for anything that cannot work.
+        ConfigurationError: at construction, for anything that cannot work, or when both
+            ``config`` and other keywords are given.
     """
 
     def __init__(
         self,
         app: ASGIApp,
         *,
+        config: ClerkConfig | None = None,
         rules: Sequence[Rule] = (),
         default: Rule | Literal["protect", "public", "api"] = "protect",
         sign_in_url: str | None = None,
@@ -114,176 +85,71 @@ class ClerkMiddleware:
         jwks_stale_window: float = 3600.0,
         jwks_timeout: float = 5.0,
         token_cache_size: int = 4096,
+        on_refusal: RefusalHook | None = None,
     ) -> None:
+        options: dict[str, Any] = {
+            "rules": rules,
+            "default": default,
+            "sign_in_url": sign_in_url,
+            "authorized_parties": authorized_parties,
+            "publishable_key": publishable_key,
+            "secret_key": secret_key,
+            "jwt_key": jwt_key,
+            "jwks_url": jwks_url,
+            "issuer": issuer,
+            "api_url": api_url,
+            "public_origin": public_origin,
+            "audience": audience,
+            "clock_skew": clock_skew,
+            "treat_pending_as_signed_out": treat_pending_as_signed_out,
+            "max_token_age": max_token_age,
+            "http_client": http_client,
+            "clock": clock,
+            "jwks_cache_ttl": jwks_cache_ttl,
+            "jwks_cooldown": jwks_cooldown,
+            "jwks_stale_window": jwks_stale_window,
+            "jwks_timeout": jwks_timeout,
+            "token_cache_size": token_cache_size,
+            "on_refusal": on_refusal,
+        }
+        if config is None:
+            config = ClerkConfig(**options)
+        elif not isinstance(config, ClerkConfig):
+            raise ConfigurationError(f"config must be a ClerkConfig, got {config!r}.")
+        else:
+            given = sorted(name for name, value in options.items() if value != _DEFAULTS[name])
+            if given:
+                raise ConfigurationError(
+                    f"Pass either config= or keywords, not both (got config= and {given}): "
+                    "put every setting in the ClerkConfig."
+                )
         self.app = app
-        clock = clock or time.time
-        for name, value in (
-            ("clock_skew", clock_skew),
-            ("jwks_cache_ttl", jwks_cache_ttl),
-            ("jwks_cooldown", jwks_cooldown),
-            ("jwks_stale_window", jwks_stale_window),
-        ):
-            if not value >= 0:
-                raise ConfigurationError(f"{name} must be a number >= 0, got {value!r}.")
-        if not jwks_timeout > 0:
-            raise ConfigurationError(f"jwks_timeout must be > 0 seconds, got {jwks_timeout!r}.")
-        if max_token_age is not None and not max_token_age > 0:
-            raise ConfigurationError(f"max_token_age must be > 0 seconds, got {max_token_age!r}.")
-
-        publishable = C.env(publishable_key, "publishable_key")
-        pk = C.parse_publishable_key(publishable) if publishable else None
-        #: The Frontend API host of the publishable key (where clerk-js is served), if any.
-        self.frontend_api = pk.frontend_api if pk else None
-        self.issuer = issuer or (pk.issuer if pk else None)
-        if issuer is not None:
-            C.validate_origin(issuer, "issuer")
-        # Key material passed in code wins over the environment as a whole.
-        in_code = any((jwt_key, jwks_url, secret_key, publishable_key))
-        self.keys = self._key_set(
-            jwt_key=jwt_key if in_code else C.env(None, "jwt_key"),
-            jwks_url=jwks_url if in_code else C.env(None, "jwks_url"),
-            secret_key=secret_key if in_code else C.env(None, "secret_key"),
-            pk=pk,
-            api_url=C.env(api_url, "api_url") or DEFAULT_API_URL,
-            http_client=http_client,
-            clock=clock,
-            ttl=jwks_cache_ttl,
-            cooldown=jwks_cooldown,
-            stale_window=jwks_stale_window,
-            timeout=jwks_timeout,
-        )
-        self.authorized_parties = C.parse_authorized_parties(
-            C.env(None, "authorized_parties") if authorized_parties is None else authorized_parties
-        )
-        if isinstance(audience, str):
-            audience = [audience]
-        self.public_origin = (
-            C.validate_origin(public_origin, "public_origin") if public_origin else None
-        )
-
-        sign_in = C.env(sign_in_url, "sign_in_url")
-        if sign_in is None and pk is not None:
-            sign_in = pk.accounts_sign_in_url
-        self.sign_in_url = C.validate_redirect_target(sign_in, "sign_in_url") if sign_in else None
-        if self.sign_in_url and "redirect_url" in parse_qs(urlsplit(self.sign_in_url).query):
-            raise ConfigurationError(
-                f"sign_in_url {self.sign_in_url!r} already has a redirect_url parameter; the "
-                "middleware adds it (the URL the user wanted). Remove it from sign_in_url."
-            )
-
-        if isinstance(default, str):
-            if default not in ("protect", "public", "api"):
-                raise ConfigurationError(
-                    f"default must be 'protect', 'public', 'api' or a Rule, got {default!r}."
-                )
-            default = Rule(default)
-        rules = list(rules)
-        for rule in [*rules, default]:
-            if not isinstance(rule, Rule):
-                raise ConfigurationError(
-                    f"rules must hold Rule objects (Rule.public/protect/api), got {rule!r}."
-                )
-            if rule.unauthorized_url is not None:
-                C.validate_redirect_target(rule.unauthorized_url, "unauthorized_url")
-        self._matcher = RuleMatcher(self._sign_in_rules(rules, default), default)
-        self._known_routes = self._matcher.known
-        self._check_redirect_targets(rules)
-
+        self.config = config
+        self.keys = config.key_set()
         self.verifier = TokenVerifier(
             self.keys,
-            clock=clock,
-            issuer=self.issuer,
-            authorized_parties=self.authorized_parties,
-            audience=frozenset(audience or ()),
-            clock_skew=clock_skew,
-            treat_pending_as_signed_out=treat_pending_as_signed_out,
-            max_token_age=max_token_age,
-            cache_size=token_cache_size,
+            clock=config.clock,
+            issuer=config.issuer,
+            authorized_parties=config.authorized_parties,
+            audience=config.audience,
+            clock_skew=config.clock_skew,
+            treat_pending_as_signed_out=config.treat_pending_as_signed_out,
+            max_token_age=config.max_token_age,
+            cache_size=config.token_cache_size,
         )
-        if self.issuer is None:
-            logger.info("No publishable key or issuer configured: token 'iss' is not checked.")
-        if not self.authorized_parties:
-            logger.info("No authorized_parties configured: token 'azp' is not checked.")
-
-    @staticmethod
-    def _key_set(
-        *,
-        jwt_key: str | None,
-        jwks_url: str | None,
-        secret_key: str | None,
-        pk: C.PublishableKey | None,
-        api_url: str,
-        http_client: httpx.AsyncClient | None,
-        clock: Callable[[], float],
-        ttl: float,
-        cooldown: float,
-        stale_window: float,
-        timeout: float,
-    ) -> KeySet:
-        if jwt_key:
-            return StaticKeySet(C.load_pem_key(jwt_key))
-        headers: dict[str, str] = {}
-        if jwks_url:
-            url = C.validate_jwks_url(jwks_url)
-        elif secret_key:
-            secret = C.validate_secret_key(secret_key)
-            C.validate_jwks_url(api_url, "api_url (CLERK_API_URL)")
-            url = api_url.rstrip("/") + "/v1/jwks"
-            headers["Authorization"] = f"Bearer {secret}"
-        elif pk is not None:
-            url = pk.jwks_url
-        else:
-            raise ConfigurationError(
-                "No Clerk key material: set one of CLERK_JWT_KEY (PEM public key, networkless), "
-                "CLERK_SECRET_KEY, CLERK_PUBLISHABLE_KEY or CLERK_JWKS_URL, or pass jwt_key=, "
-                "secret_key=, publishable_key= or jwks_url= to ClerkMiddleware."
+        self._rules = RuleMatcher(config.route_rules, config.default)
+        self._known_routes = self._rules.known  # read in place: most paths repeat
+        unchecked = [
+            claim
+            for claim, known in (("iss", config.issuer), ("azp", config.authorized_parties))
+            if not known
+        ]
+        if unchecked:
+            logger.warning(
+                "Session tokens' %s not checked: configure %s.",
+                " and ".join(f"'{claim}' is" for claim in unchecked),
+                " and ".join(_FIXES[claim] for claim in unchecked),
             )
-        return RemoteKeySet(
-            url,
-            headers=headers,
-            http_client=http_client,
-            clock=clock,
-            ttl=ttl,
-            cooldown=cooldown,
-            stale_window=stale_window,
-            timeout=timeout,
-        )
-
-    def _own_path(self, url: str | None) -> str | None:
-        """The path of ``url`` when it points at this site (a path, or on ``public_origin``)."""
-        if url is None:
-            return None
-        if url.startswith("/"):
-            return url.split("?", 1)[0].split("#", 1)[0]
-        if self.public_origin and url.startswith(self.public_origin + "/"):
-            return self._own_path(url[len(self.public_origin) :])
-        return None
-
-    def _sign_in_rules(self, rules: list[Rule], default: Rule) -> list[Rule]:
-        """Make the sign-in path (and its sub-pages) public; refuse rules that protect it."""
-        path = self._own_path(self.sign_in_url)
-        if path is None:
-            return rules
-        explicit = RuleMatcher(rules, Rule.public()).match(path)
-        if explicit.kind != "public":
-            raise ConfigurationError(
-                f"sign_in_url path {path!r} is covered by a Rule.{explicit.kind}(...) rule, so "
-                "signing in would itself require signing in. Make it public "
-                f"(Rule.public({path!r} + '(.*)')) or move the rule."
-            )
-        base = path.rstrip("/") or "/"
-        return [Rule.public(base if base == "/" else base + "/:rest*"), *rules]
-
-    def _check_redirect_targets(self, rules: list[Rule]) -> None:
-        """An unauthorized_url that itself needs a role or permission could redirect forever."""
-        for rule in rules:
-            path = self._own_path(rule.unauthorized_url)
-            if path is not None and self._matcher.match(path).requires_authorization:
-                raise ConfigurationError(
-                    f"unauthorized_url {rule.unauthorized_url!r} is covered by a rule that "
-                    "requires a role or permission, so refused users could be redirected in a "
-                    "loop. Make it public or protect it without role/permission."
-                )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -293,139 +159,99 @@ class ClerkMiddleware:
             else:
                 logger.warning("Refusing ASGI scope of unknown type %r", kind)
             return
+        request = Incoming(scope)
+        rule = self._known_routes.get(request.path) or self._rules.match(request.path)
+        auth = await self._authenticate(request)
+        refusal = decide(rule, auth, request, self.config, self.keys.retry_after)
+        if refusal is not None:
+            await send_refusal(scope, receive, send, refusal, self.config.on_refusal)
+            return
+        await self._run(request, rule, auth, receive, send)
 
-        # Headers by name, in C. dict() keeps the last of repeated names: when names repeat,
-        # _carriers() reads them again in order (first wins, Authorization counted, every
-        # Cookie kept).
-        raw_headers = scope["headers"]
-        found: dict[bytes, bytes] = dict(raw_headers)
-        spoofed = not IDENTITY_SPELLINGS.isdisjoint(found)
-        if len(found) == len(raw_headers):
-            authorization = found.get(b"authorization")
-            cookie = found.get(b"cookie")
-            cookies = None if cookie is None else [cookie]
-        else:
-            found, authorization, cookies = carriers(raw_headers)
-
-        path: str = scope["path"]
-        if scope.get("root_path"):
-            path = route_path(scope)
-        rule = self._known_routes.get(path) or self._matcher.match(path)
-
-        token: str | None = None
-        carrier: Carrier = "header"
-        if authorization is not None:
-            if authorization.startswith(b"Bearer ") and len(authorization) > 7:  # common case
-                token = authorization[7:].decode("latin-1")
-            elif authorization is SEVERAL:
-                token = AMBIGUOUS
-            else:
-                token = token_from_authorization(authorization.decode("latin-1"))
-        if token is None and cookies is not None:
-            token, carrier = session_cookie(cookies), "cookie"
+    async def _authenticate(self, request: Incoming) -> Auth:
+        """The request's Auth: verified from its token, or signed out with the reason."""
+        token = request.token
         if token is None:
-            auth = _NO_TOKEN
-        elif token is AMBIGUOUS:
-            auth = Auth.signed_out(R.TOKEN_INVALID)
-        else:
-            auth = self.verifier.cached(token) or await self.verifier.verify(token)
-            if carrier == "cookie" and auth.user_id is not None and self._cross_site(scope, found):
-                auth = Auth.signed_out(R.ORIGIN_NOT_AUTHORIZED)
+            return _NO_TOKEN
+        if token is AMBIGUOUS:
+            return _AMBIGUOUS
+        auth = self.verifier.cached(token) or await self.verifier.verify(token)
+        if (
+            request.carrier == "cookie"
+            and auth.user_id is not None
+            and request.is_cross_site(self.config.authorized_parties, self.config.public_origin)
+        ):
+            return _CROSS_SITE
+        return auth
 
-        user_id = auth.user_id
-        # Public routes run for everyone; so do signed-in users where no role/permission is due.
-        if rule.kind != "public" and (user_id is None or rule.requires_authorization):
-            refusal = self._refusal(scope, rule, auth, found, token is not None)
-            if refusal is not None:
-                await send_refusal(scope, send, refusal)
-                return
-
-        scope = {**scope, AUTH_SCOPE_KEY: auth}
+    async def _run(
+        self, request: Incoming, rule: Rule, auth: Auth, receive: Receive, send: Send
+    ) -> None:
+        """Run the app with the Auth in its scope; answer an ``AuthError`` it raises."""
         identity: tuple[bytes, bytes] | None = None
-        if rule.kind == "api" and user_id is not None:
-            identity = (b"x-user-id", user_id.encode("ascii"))  # ASCII: checked by the verifier
-        if spoofed:
+        if rule.kind == "api" and auth.user_id is not None:
+            identity = (b"x-user-id", auth.user_id.encode("ascii"))  # ASCII: verified
+        # Starlette's "user"/"auth" first, so that what another middleware set wins.
+        scope = {
+            "user": ClerkUser(auth),
+            "auth": ClerkCredentials(auth),
+            **request.scope,
+            AUTH_SCOPE_KEY: auth,
+        }
+        if request.spoofed:
             scope["headers"] = [(n, v) for n, v in scope["headers"] if n not in IDENTITY_SPELLINGS]
         if identity is not None:
             scope["headers"] = [*scope["headers"], identity]
         started = False
+        # A 500 that opens the response is held back until the app is done: when the app (a
+        # FastAPI app this middleware wraps, a mounted sub-app) turned an AuthError into a 500
+        # in its own ServerErrorMiddleware, the error arrives here next and is answered instead.
+        held: list[Message] = []
 
         async def watched_send(message: Message) -> None:
-            """Note that the response (or WebSocket accept) began; echo ``x-user-id``."""
+            """Note that the response began; echo ``x-user-id``; hold back an opening 500."""
             nonlocal started
+            if held or (not started and message.get("status") == 500):
+                held.append(message)
+                return
             if not started:
                 started = True
                 if identity is not None and message["type"] == "http.response.start":
                     message = {**message, "headers": [*message.get("headers", ()), identity]}
             await send(message)
 
+        async def release() -> None:
+            for message in held:
+                await send(message)
+
         try:
             await self.app(scope, receive, watched_send)
-        except AuthError as error:  # raised by require_auth(): answered here, in one place
+        except AuthError as error:  # raised by require_auth() or the app: answered here
             if not started:
-                refusal = Refusal(
-                    status=error.status_code,
-                    reason=error.reason,
-                    auth_status="signed-in" if error.status_code == 403 else "signed-out",
-                    token_presented=token is not None,
-                    retry_after=self.keys.retry_after() if error.status_code == 503 else None,
-                    message=error.message,
-                )
-                await send_refusal(scope, send, refusal)
-            elif kind == "websocket":
+                await self._refuse(request, error, receive, send)
+            elif request.scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008, "reason": error.reason})
             else:  # the response has begun: too late to answer, let the server see the error
                 raise
+        except Exception:
+            await release()
+            raise
+        else:
+            await release()
 
-    def _refusal(
-        self,
-        scope: Scope,
-        rule: Rule,
-        auth: Auth,
-        found: Mapping[bytes, bytes],
-        token_presented: bool,
-    ) -> Refusal | None:
-        """What a protect/api rule answers for ``auth`` (signed out, or signed in where a role or
-        permission is required), or None to run the app."""
-        if auth.user_id is None:
-            reason = auth.reason or R.SESSION_TOKEN_MISSING
-            if reason == R.JWK_REMOTE_FAILED_TO_LOAD:
-                return Refusal(503, reason, retry_after=self.keys.retry_after())
-            if rule.kind == "protect" and self.sign_in_url and is_navigation(scope, found):
-                target = with_query(
-                    _under_root(scope, self.sign_in_url),
-                    "redirect_url",
-                    redirect_url_for(scope, found.get(b"host"), self.public_origin),
-                )
-                return Refusal(307, reason, location=target)
-            return Refusal(401, reason, token_presented=token_presented)
-        if auth.has(role=rule.role, permission=rule.permission):
-            return None
-        if rule.unauthorized_url and scope["type"] == "http":  # any request, as Clerk's protect()
-            target = _under_root(scope, rule.unauthorized_url)
-            return Refusal(307, R.AUTHORIZATION_FAILED, "signed-in", location=target)
-        return Refusal(403, R.AUTHORIZATION_FAILED, "signed-in")
-
-    def _cross_site(self, scope: Scope, found: Mapping[bytes, bytes]) -> bool:
-        """A cookie-carried session used cross-site (CSRF / cross-site WebSocket hijacking).
-
-        WebSocket handshakes must send an allowed ``Origin``; state-changing HTTP methods are
-        refused when ``Origin`` names another site or ``Sec-Fetch-Site`` says cross-site.
-        """
-        websocket: bool = scope["type"] == "websocket"
-        if not websocket and scope["method"] in _SAFE_METHODS:
-            return False
-        if found.get(b"sec-fetch-site") == b"cross-site":
-            return True
-        origin = found.get(b"origin")
-        if origin is None:
-            return websocket
-        text: str = origin.decode("latin-1")
-        if self.authorized_parties:
-            return text not in self.authorized_parties
-        return text != (self.public_origin or request_origin(scope, found.get(b"host")))
+    async def _refuse(
+        self, request: Incoming, error: AuthError, receive: Receive, send: Send
+    ) -> None:
+        refusal = refusal_for_error(error, request, self.keys.retry_after)
+        await send_refusal(request.scope, receive, send, refusal, self.config.on_refusal)
 
 
-def _under_root(scope: Scope, url: str) -> str:
-    """A path-form redirect target is a route of this app: put it under the app's root_path."""
-    return scope.get("root_path", "") + url if url.startswith("/") else url
+_DEFAULTS: Final = {
+    name: parameter.default
+    for name, parameter in inspect.signature(ClerkMiddleware).parameters.items()
+    if name not in ("app", "config")
+}
+_FIXES: Final = {
+    "iss": "publishable_key= (CLERK_PUBLISHABLE_KEY) or issuer=",
+    "azp": "authorized_parties= (CLERK_AUTHORIZED_PARTIES)",
+}

@@ -1,47 +1,79 @@
-"""The responses the middleware sends itself: 401/403/503 JSON, 307 redirects, WebSocket denials.
+"""Refusals -> ASGI messages: the only place a refusal is written.
 
-Every one carries ``Cache-Control: no-store`` and Clerk's debug headers
-``x-clerk-auth-status``/``x-clerk-auth-reason``. Bodies are JSON
+A :class:`Refusal` is what the library answers instead of running the app: 401/403/503 JSON,
+a 307 redirect, or a WebSocket denial. Every one carries ``Cache-Control: no-store`` and
+Clerk's debug headers ``x-clerk-auth-status``/``x-clerk-auth-reason``. Bodies are JSON
 ``{"error", "reason", "message"}``; 401s add ``WWW-Authenticate: Bearer ...`` (RFC 6750 §3).
 WebSockets are refused before ``accept``: with the HTTP denial response when the server
 offers the ``websocket.http.response`` extension, else with close code 1008.
+
+An ``on_refusal`` hook may write the response instead (an HTML page, a company's error JSON);
+returning ``None`` sends the default.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
-from dataclasses import dataclass
-from typing import Any, Final
-from urllib.parse import quote
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Final, Literal, TypeAlias
 
-from starlette.types import Scope, Send
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from ._reasons import message_for
 
-__all__ = ["Refusal", "redirect_url_for", "request_origin", "send_refusal", "with_query"]
+__all__ = ["Refusal", "RefusalHook", "send_refusal"]
 
-MAX_REDIRECT_URL: Final = 2048
+_ERRORS: Final = {
+    401: "unauthorized",
+    403: "forbidden",
+    429: "too_many_requests",
+    503: "service_unavailable",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """What to answer instead of running the app."""
+    """What the library answers instead of running the app.
+
+    Attributes:
+        status: 401, 403, 503, or 307 for a redirect.
+        reason: the machine-readable reason code (Clerk's where Clerk has one).
+        message: a human-readable explanation, safe to show to clients.
+        auth_status: ``"signed-in"`` or ``"signed-out"`` (Clerk's ``x-clerk-auth-status``).
+        location: where a redirect points, else None.
+        retry_after: seconds for ``Retry-After`` (503), else None.
+        token_presented: a token came with the request (a 401 then says ``invalid_token``).
+    """
 
     status: int
     reason: str
-    auth_status: str = "signed-out"
+    auth_status: Literal["signed-in", "signed-out"] = "signed-out"
     location: str | None = None
     token_presented: bool = False
     retry_after: int | None = None
-    message: str | None = None  # default: the reason's standard message
+    message: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.message:
+            object.__setattr__(self, "message", message_for(self.reason))
 
     @property
     def error(self) -> str:
-        return {401: "unauthorized", 403: "forbidden", 503: "service_unavailable"}.get(
-            self.status, "redirect"
-        )
+        """The ``error`` member of the JSON body: ``unauthorized``, ``forbidden``, ..."""
+        return _ERRORS.get(self.status, "redirect")
 
-    def headers(self) -> list[tuple[bytes, bytes]]:
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers every refusal carries; start from these in a custom response."""
+        return {name.decode(): value.decode("latin-1") for name, value in self.raw_headers()}
+
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """:attr:`headers` as ASGI header pairs, without ``content-type``/``-length``."""
         headers = [
             (b"cache-control", b"no-store"),
             (b"x-clerk-auth-status", self.auth_status.encode()),
@@ -59,105 +91,59 @@ class Refusal:
         return headers
 
     def body(self) -> bytes:
+        """The default body: JSON ``{"error", "reason", "message"}``; empty for redirects."""
         if self.location is not None:
             return b""
-        return json.dumps(
-            {
-                "error": self.error,
-                "reason": self.reason,
-                "message": self.message or message_for(self.reason),
-            },
-            separators=(",", ":"),
-        ).encode()
+        document = {"error": self.error, "reason": self.reason, "message": self.message}
+        return json.dumps(document, separators=(",", ":")).encode()
+
+    def response(self) -> Response:
+        """The default response, as a Starlette :class:`~starlette.responses.Response`."""
+        body = self.body()
+        return Response(
+            body,
+            status_code=self.status,
+            headers=self.headers,
+            media_type="application/json" if body else None,
+        )
 
 
-async def send_refusal(scope: Scope, send: Send, refusal: Refusal) -> None:
+#: ``on_refusal``: given the connection and the refusal, the response to send (sync or async);
+#: ``None`` sends the default.
+RefusalHook: TypeAlias = Callable[
+    [HTTPConnection, Refusal], Response | Awaitable[Response | None] | None
+]
+
+
+async def send_refusal(
+    scope: Scope, receive: Receive, send: Send, refusal: Refusal, hook: RefusalHook | None
+) -> None:
     """Send ``refusal`` on an HTTP or (not yet accepted) WebSocket connection."""
-    body = refusal.body()
-    headers = refusal.headers()
-    if scope["type"] == "websocket":
-        # Before accept; WebSocket refusals are never redirects (clients don't follow them).
-        if "websocket.http.response" in (scope.get("extensions") or {}):
-            headers.append((b"content-type", b"application/json"))
-            await send(
-                {
-                    "type": "websocket.http.response.start",
-                    "status": refusal.status,
-                    "headers": headers,
-                }
-            )
-            await send({"type": "websocket.http.response.body", "body": body})
-        else:
-            await send({"type": "websocket.close", "code": 1008, "reason": refusal.reason})
+    websocket = scope["type"] == "websocket"
+    denial = not websocket or "websocket.http.response" in (scope.get("extensions") or {})
+    if hook is not None and denial:
+        conn = WebSocket(scope, receive, send) if websocket else Request(scope, receive)
+        response = hook(conn, refusal)
+        if inspect.isawaitable(response):
+            response = await response
+        if response is not None:
+            if not isinstance(response, Response):
+                raise TypeError(
+                    f"on_refusal must return a starlette Response or None, got {response!r}."
+                )
+            await response(scope, receive, send)  # on a WebSocket: the HTTP denial response
+            return
+    if not denial:  # the server cannot send an HTTP response on a WebSocket
+        await send({"type": "websocket.close", "code": 1008, "reason": refusal.reason})
         return
+    body = refusal.body()
+    headers = refusal.raw_headers()
     if body:
         headers.append((b"content-type", b"application/json"))
-    headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-# Bytes kept as they are when re-encoding the received path and query for redirect_url.
-_PATH_SAFE: Final = "/%:@!$&'()*+,;=-._~"
-_QUERY_SAFE: Final = _PATH_SAFE + "?"
-
-
-def request_origin(scope: Scope, host: bytes | None) -> str:
-    """The request's own origin: its scheme and ``Host`` header (when well formed), else the
-    server address. Behind a proxy this is the proxy's view: configure ``public_origin``."""
-    scheme: str = scope.get("scheme") or "http"
-    scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
-    if host is not None:
-        text = host.decode("latin-1")
-        if _valid_host(text):
-            return f"{scheme}://{text}"
-    server: Any = scope.get("server")
-    if server:
-        name, port = server[0], server[1]
-        default = {"http": 80, "https": 443}.get(scheme)
-        netloc = name if port in (None, default) else f"{name}:{port}"
-        return f"{scheme}://{netloc}"
-    return f"{scheme}://localhost"
-
-
-def _valid_host(text: str) -> bool:
-    name, _, port = text.rpartition(":") if not text.endswith("]") else (text, "", "")
-    if not name:
-        name, port = text, ""
-    if port and not port.isdigit():
-        return False
-    if name.startswith("["):
-        return name.endswith("]") and all(c in "0123456789abcdefABCDEF:." for c in name[1:-1])
-    return bool(name) and all(c.isascii() and (c.isalnum() or c in "-.") for c in name)
-
-
-def redirect_url_for(scope: Scope, host: bytes | None, public_origin: str | None) -> str:
-    """The absolute URL of this request, for ``redirect_url``: origin + received path + query.
-
-    The origin is ``public_origin`` when configured, else the request's own (Host header,
-    validated). The path is the raw path as received, percent-encoded where needed, so
-    ``//evil.com`` stays a path on this origin. Longer than 2 KiB: the origin's root.
-    """
-    origin = public_origin or request_origin(scope, host)
-    raw: bytes | None = scope.get("raw_path")
-    if raw is not None:
-        path = quote(raw, safe=_PATH_SAFE)
-        root = scope.get("root_path", "")
-        if root and not raw.startswith(root.encode("utf-8", "surrogateescape")):
-            path = quote(root, safe=_PATH_SAFE) + path
-    else:
-        path = quote(scope["path"], safe=_PATH_SAFE)
-    if not path.startswith("/"):  # an absolute-form request target ("GET http://x/y")
-        path = "/" + path
-    query: bytes = scope.get("query_string", b"")
-    url = origin + path + ("?" + quote(query, safe=_QUERY_SAFE) if query else "")
-    if len(url) > MAX_REDIRECT_URL:
-        return origin + "/"
-    return url
-
-
-def with_query(url: str, name: str, value: str) -> str:
-    """Append one properly encoded query parameter to ``url`` (before any ``#fragment``)."""
-    url, hash_mark, fragment = url.partition("#")
-    separator = "&" if "?" in url else "?"
-    return f"{url}{separator}{name}={quote(value, safe='')}{hash_mark}{fragment}"
+    prefix = "websocket." if websocket else ""
+    if not websocket:
+        headers.append((b"content-length", str(len(body)).encode()))
+    await send(
+        {"type": f"{prefix}http.response.start", "status": refusal.status, "headers": headers}
+    )
+    await send({"type": f"{prefix}http.response.body", "body": body})

@@ -1,0 +1,95 @@
+"""The decision: given the rule, the Auth and the request, run the app or refuse. Pure.
+
+======= ====================================== ================================= =======
+rule    signed out                             signed in, has() fails            allowed
+======= ====================================== ================================= =======
+public  run (the app sees the signed-out Auth) -                                 run
+protect navigation: 307 to sign-in, else 401   307 to unauthorized_url, else 403 run
+api     401                                    403                               run
+======= ====================================== ================================= =======
+
+Keys that cannot be loaded at all are not "signed out": protected routes answer 503 with
+``Retry-After``. ``require_auth`` refusals are decided by the dependency and written here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ._auth import Auth
+from ._config import ClerkConfig
+from ._reasons import (
+    AUTHORIZATION_FAILED,
+    JWK_REMOTE_FAILED_TO_LOAD,
+    SESSION_TOKEN_MISSING,
+    message_for,
+)
+from ._request import Incoming, with_query
+from ._responses import Refusal
+from ._rules import Rule
+from .exceptions import AuthError
+
+__all__ = ["decide", "refusal_for_error"]
+
+#: The 401 message when the only credential was an ``Authorization`` header Clerk ignores.
+IGNORED_SCHEME_MESSAGE = (
+    "The Authorization header was ignored: its scheme is not 'Bearer' (exact case). "
+    "Send 'Authorization: Bearer <session token>'."
+)
+
+
+def decide(
+    rule: Rule,
+    auth: Auth,
+    request: Incoming,
+    config: ClerkConfig,
+    retry_after: Callable[[], int],
+) -> Refusal | None:
+    """The rule's answer for this request: None to run the app, else the refusal to send.
+
+    ``retry_after`` gives the seconds for ``Retry-After`` when the keys cannot be loaded.
+    """
+    if rule.kind == "public":
+        return None
+    if auth.user_id is None:
+        reason = auth.reason or SESSION_TOKEN_MISSING
+        if reason == JWK_REMOTE_FAILED_TO_LOAD:
+            return Refusal(503, reason, retry_after=retry_after())
+        if rule.kind == "protect" and config.sign_in_url and request.is_navigation():
+            target = with_query(
+                under_root(request, config.sign_in_url),
+                "redirect_url",
+                request.url(config.public_origin),
+            )
+            return Refusal(307, reason, location=target)
+        return signed_out(request, reason)
+    if not rule.requires_authorization or auth.has(role=rule.role, permission=rule.permission):
+        return None
+    if rule.unauthorized_url and request.scope["type"] == "http":  # any request (Clerk's protect)
+        target = under_root(request, rule.unauthorized_url)
+        return Refusal(307, AUTHORIZATION_FAILED, "signed-in", location=target)
+    return Refusal(403, AUTHORIZATION_FAILED, "signed-in")
+
+
+def refusal_for_error(
+    error: AuthError, request: Incoming, retry_after: Callable[[], int]
+) -> Refusal:
+    """The refusal for what ``require_auth`` raised: 401, 403, or 503 when keys are down."""
+    if error.status_code == 503:
+        return Refusal(503, error.reason, retry_after=retry_after(), message=error.message)
+    if error.status_code == 403:
+        return Refusal(403, error.reason, "signed-in", message=error.message)
+    return signed_out(request, error.reason)
+
+
+def signed_out(request: Incoming, reason: str) -> Refusal:
+    """A 401 for ``reason``, saying why when an ``Authorization`` header was ignored."""
+    message = message_for(reason)
+    if reason == SESSION_TOKEN_MISSING and request.authorization_ignored:
+        message = IGNORED_SCHEME_MESSAGE
+    return Refusal(401, reason, token_presented=request.token is not None, message=message)
+
+
+def under_root(request: Incoming, url: str) -> str:
+    """A path-form redirect target is a route of this app: put it under the app's root_path."""
+    return request.scope.get("root_path", "") + url if url.startswith("/") else url
