@@ -485,7 +485,7 @@ class ClerkConfig:
                     f"default must be 'protect', 'public', 'api' or a Rule, got {default!r}."
                 )
             default = Rule(default)
-        if isinstance(rules, Rule) or not isinstance(rules, Iterable):
+        if isinstance(rules, Rule | str) or not isinstance(rules, Iterable):
             raise ConfigurationError(
                 f"rules must be a list of Rule objects, got {rules!r}: write rules=[Rule...(...)]."
             )
