@@ -29,20 +29,37 @@ import re
 import string
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.hashes import SHA256
 
-from . import _reasons as R
 from ._auth import Auth, FrozenDict, FrozenList
 from ._keys import MAX_KID_LENGTH, KeysUnavailableError, UnknownKeyError
+from ._reasons import (
+    JWK_KID_MISMATCH,
+    JWK_REMOTE_FAILED_TO_LOAD,
+    SESSION_PENDING,
+    TOKEN_EXPIRED,
+    TOKEN_IAT_IN_THE_FUTURE,
+    TOKEN_INVALID,
+    TOKEN_INVALID_ALGORITHM,
+    TOKEN_INVALID_AUDIENCE,
+    TOKEN_INVALID_AUTHORIZED_PARTIES,
+    TOKEN_INVALID_ISSUER,
+    TOKEN_INVALID_SIGNATURE,
+    TOKEN_NOT_ACTIVE_YET,
+    TOKEN_TOO_OLD,
+    TOKEN_TYPE_MISMATCH,
+    TOKEN_VERIFICATION_FAILED,
+    UNEXPECTED_ERROR,
+)
 
 __all__ = ["MAX_TOKEN_LENGTH", "KeySet", "TokenVerifier", "verify_signature"]
 
-logger = logging.getLogger("clerk_asgi")
+logger = logging.getLogger(__name__)
 
 MAX_TOKEN_LENGTH: Final = 8192
 _HEADER_CACHE_SIZE: Final = 64
@@ -60,11 +77,18 @@ class KeySet(Protocol):
     def retry_after(self) -> int: ...
 
 
-#: A remembered outcome: (auth, valid while now < this, and while now <= this, kid, key).
-_Entry = tuple[Auth, float, float, str, RSAPublicKey]
+class _Entry(NamedTuple):
+    """A remembered outcome, good while its key is the current key for its kid."""
+
+    auth: Auth
+    valid_before: float  # valid while now < this (exp + clock skew)
+    fresh_until: float  # and while now <= this (iat + max_token_age)
+    kid: str
+    key: RSAPublicKey
+
 
 #: Refusals that time can undo (the token becomes valid later): never remembered.
-_TRANSIENT: Final = frozenset({R.TOKEN_NOT_ACTIVE_YET, R.TOKEN_IAT_IN_THE_FUTURE})
+_TRANSIENT: Final = frozenset({TOKEN_NOT_ACTIVE_YET, TOKEN_IAT_IN_THE_FUTURE})
 
 
 class _Rejected(Exception):
@@ -118,9 +142,9 @@ def _json_object(segment: bytes) -> FrozenDict:
         text = data.decode("utf-8")
         value, end = _DECODER.raw_decode(text)
     except (ValueError, RecursionError):  # binascii.Error and UnicodeDecodeError included
-        raise _Rejected(R.TOKEN_INVALID) from None
+        raise _Rejected(TOKEN_INVALID) from None
     if end != len(text) or type(value) is not FrozenDict:
-        raise _Rejected(R.TOKEN_INVALID)
+        raise _Rejected(TOKEN_INVALID)
     return value
 
 
@@ -132,7 +156,7 @@ def _number(value: Any) -> float:
             return value  # type: ignore[no-any-return]
     elif kind is float and math.isfinite(value):
         return value  # type: ignore[no-any-return]
-    raise _Rejected(R.TOKEN_VERIFICATION_FAILED)
+    raise _Rejected(TOKEN_VERIFICATION_FAILED)
 
 
 _B64_VALUE: Final = {
@@ -153,7 +177,7 @@ def _canonical_signature(segment: bytes) -> bytes:
     """
     unused = _TAIL_BITS.get(len(segment) % 4)
     if unused is None or _B64_VALUE[segment[-1]] & unused:
-        raise _Rejected(R.TOKEN_INVALID)
+        raise _Rejected(TOKEN_INVALID)
     return binascii.a2b_base64(segment.translate(_URLSAFE_TO_STANDARD) + b"==")
 
 
@@ -184,7 +208,6 @@ class TokenVerifier:
         self._cache_size = cache_size
         # Accepted JOSE header segments -> kid: an instance signs with a handful of headers.
         self._headers: dict[bytes, str] = {}
-        # token -> (auth, valid while now < this, and now <= this (max age), kid, key)
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         # Tokens whose signature was checked and that can never pass (bad signature for the
         # current key, expired, wrong azp/iss...): a stale tab repeating its expired cookie, or a
@@ -224,12 +247,12 @@ class TokenVerifier:
         except _Rejected as rejected:
             return Auth.signed_out(rejected.reason)
         except KeysUnavailableError:
-            return Auth.signed_out(R.JWK_REMOTE_FAILED_TO_LOAD)
+            return Auth.signed_out(JWK_REMOTE_FAILED_TO_LOAD)
         except UnknownKeyError:
-            return Auth.signed_out(R.JWK_KID_MISMATCH)
+            return Auth.signed_out(JWK_KID_MISMATCH)
         except Exception as exc:  # a safety net: no input may turn into a 500
             logger.error("Unexpected %s while verifying a session token", type(exc).__name__)
-            return Auth.signed_out(R.UNEXPECTED_ERROR)
+            return Auth.signed_out(UNEXPECTED_ERROR)
 
     async def _verify(self, token: str) -> Auth:
         # Compact form: three non-empty base64url segments, nothing else (bytes.translate
@@ -239,8 +262,8 @@ class TokenVerifier:
         segments = raw.split(b".") if allowed else []
         if len(segments) != 3 or not all(segments):
             if token.startswith(_MACHINE_PREFIXES):
-                raise _Rejected(R.TOKEN_TYPE_MISMATCH)
-            raise _Rejected(R.TOKEN_INVALID)
+                raise _Rejected(TOKEN_TYPE_MISMATCH)
+            raise _Rejected(TOKEN_INVALID)
         header_b64, payload_b64, signature_b64 = segments
         kid = self._headers.get(header_b64)
         if kid is None:
@@ -257,20 +280,20 @@ class TokenVerifier:
         signing_input = raw[: len(header_b64) + 1 + len(payload_b64)]
         try:
             if not verify_signature(key, signing_input, signature):
-                raise _Rejected(R.TOKEN_INVALID_SIGNATURE)
+                raise _Rejected(TOKEN_INVALID_SIGNATURE)
             exp, iat = self._check_claims(claims)
         except _Rejected as rejected:
             if rejected.reason in _TRANSIENT:
                 raise
             # Final: remember the refusal while this key is current.
             refusal = Auth.signed_out(rejected.reason)
-            self._remember(self._rejected, token, (refusal, math.inf, math.inf, kid, key))
+            self._remember(self._rejected, token, _Entry(refusal, math.inf, math.inf, kid, key))
             return refusal
         auth = Auth.from_claims(claims, token)
         if auth.session_status == "pending" and self._pending_signed_out:
-            auth = Auth.signed_out(R.SESSION_PENDING, session_status="pending")
+            auth = Auth.signed_out(SESSION_PENDING, session_status="pending")
         fresh_until = math.inf if self._max_age is None else iat + self._max_age  # type: ignore[operator]
-        self._remember(self._cache, token, (auth, exp + self._skew, fresh_until, kid, key))
+        self._remember(self._cache, token, _Entry(auth, exp + self._skew, fresh_until, kid, key))
         return auth
 
     @staticmethod
@@ -279,18 +302,18 @@ class TokenVerifier:
         if category is not None and (
             not isinstance(category, str) or category not in _SESSION_CATEGORIES
         ):
-            raise _Rejected(R.TOKEN_TYPE_MISMATCH)
+            raise _Rejected(TOKEN_TYPE_MISMATCH)
         typ = header.get("typ")
         if typ is not None and typ != "JWT":
             at_jwt = typ in ("at+jwt", "application/at+jwt")
-            raise _Rejected(R.TOKEN_TYPE_MISMATCH if at_jwt else R.TOKEN_INVALID)
+            raise _Rejected(TOKEN_TYPE_MISMATCH if at_jwt else TOKEN_INVALID)
         if "crit" in header or "b64" in header:
-            raise _Rejected(R.TOKEN_INVALID)
+            raise _Rejected(TOKEN_INVALID)
         if header.get("alg") != "RS256":
-            raise _Rejected(R.TOKEN_INVALID_ALGORITHM)
+            raise _Rejected(TOKEN_INVALID_ALGORITHM)
         kid = header.get("kid")
         if not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID_LENGTH:
-            raise _Rejected(R.TOKEN_INVALID)
+            raise _Rejected(TOKEN_INVALID)
         return kid
 
     def _worth_a_refetch(self, claims: dict[str, Any]) -> bool:
@@ -303,36 +326,36 @@ class TokenVerifier:
     def _check_claims(self, claims: dict[str, Any]) -> tuple[float, float | None]:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not _SUBJECT.fullmatch(sub):
-            raise _Rejected(R.TOKEN_VERIFICATION_FAILED)
+            raise _Rejected(TOKEN_VERIFICATION_FAILED)
         if sub.startswith("mch_"):
-            raise _Rejected(R.TOKEN_TYPE_MISMATCH)
+            raise _Rejected(TOKEN_TYPE_MISMATCH)
         sid = claims.get("sid")
         if not isinstance(sid, str) or not sid:
-            raise _Rejected(R.TOKEN_TYPE_MISMATCH)
+            raise _Rejected(TOKEN_TYPE_MISMATCH)
         azp = claims.get("azp")
         if self._parties and (not isinstance(azp, str) or azp not in self._parties):
-            raise _Rejected(R.TOKEN_INVALID_AUTHORIZED_PARTIES)
+            raise _Rejected(TOKEN_INVALID_AUTHORIZED_PARTIES)
         if self._audience:
             aud = claims.get("aud")
             values = (aud,) if isinstance(aud, str) else aud
             if not isinstance(values, tuple) or self._audience.isdisjoint(
                 v for v in values if isinstance(v, str)
             ):
-                raise _Rejected(R.TOKEN_INVALID_AUDIENCE)
+                raise _Rejected(TOKEN_INVALID_AUDIENCE)
         exp = _number(claims.get("exp"))
         nbf = _number(claims["nbf"]) if "nbf" in claims else None
         iat = _number(claims["iat"]) if "iat" in claims else None
         now = self._clock()
         if exp <= now - self._skew:
-            raise _Rejected(R.TOKEN_EXPIRED)
+            raise _Rejected(TOKEN_EXPIRED)
         if nbf is not None and nbf > now + self._skew:
-            raise _Rejected(R.TOKEN_NOT_ACTIVE_YET)
+            raise _Rejected(TOKEN_NOT_ACTIVE_YET)
         if iat is not None and iat > now + self._skew:
-            raise _Rejected(R.TOKEN_IAT_IN_THE_FUTURE)
+            raise _Rejected(TOKEN_IAT_IN_THE_FUTURE)
         if self._issuer is not None and claims.get("iss") != self._issuer:
-            raise _Rejected(R.TOKEN_INVALID_ISSUER)
+            raise _Rejected(TOKEN_INVALID_ISSUER)
         if self._max_age is not None and (iat is None or now - iat > self._max_age):
-            raise _Rejected(R.TOKEN_TOO_OLD)
+            raise _Rejected(TOKEN_TOO_OLD)
         return exp, iat
 
     def _remember(self, cache: OrderedDict[str, _Entry], token: str, entry: _Entry) -> None:
