@@ -1,0 +1,294 @@
+"""Single flight: concurrent requests share one JWKS fetch, which cancellation does not abort."""
+
+from __future__ import annotations
+
+import gc
+import logging
+
+import anyio
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from clerk_asgi._keys import KeysUnavailableError, UnknownKeyError
+from clerk_asgi.testing import FakeClock, KeyPair
+
+from .test_jwks_support import (
+    KID_MISMATCH,
+    ScriptedJWKS,
+    get_into,
+    outcome,
+    remote,
+    same_key,
+    serve,
+    status,
+    valid,
+    verifier_for,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+def assert_nothing_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """No warning or error anywhere, asyncio's "Task exception was never retrieved" included."""
+    gc.collect()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+# --- one fetch for many --------------------------------------------------------------------
+
+
+async def test_200_concurrent_cold_gets_share_one_fetch(key: KeyPair, clock: FakeClock) -> None:
+    """200 concurrent gets on a cold cache wait on one fetch and all get the same k1."""
+    script = ScriptedJWKS(serve(key))
+    script.gate = anyio.Event()
+    keys = remote(script, clock)
+    results: list[RSAPublicKey | Exception] = []
+    async with anyio.create_task_group() as tg:
+        for _ in range(200):
+            tg.start_soon(get_into, keys, "k1", results)
+        await script.started.wait()
+        await anyio.wait_all_tasks_blocked()
+        assert results == []
+        script.gate.set()
+    assert len(script.requests) == 1
+    assert len(results) == 200
+    assert all(found is results[0] for found in results)
+    assert isinstance(results[0], RSAPublicKey)
+    assert same_key(results[0], key)
+
+
+async def test_ttl_expiry_stampede_of_500_gets_makes_one_refresh(
+    key: KeyPair, clock: FakeClock
+) -> None:
+    """500 concurrent gets just past the TTL share one refresh and all get the same k1."""
+    script = ScriptedJWKS(serve(key))
+    keys = remote(script, clock)
+    old = await keys.get("k1")
+    clock.advance(300)
+    script.gate = anyio.Event()
+    script.started = anyio.Event()
+    results: list[RSAPublicKey | Exception] = []
+    async with anyio.create_task_group() as tg:
+        for _ in range(500):
+            tg.start_soon(get_into, keys, "k1", results)
+        await script.started.wait()
+        await anyio.wait_all_tasks_blocked()
+        script.gate.set()
+    assert len(script.requests) == 2
+    assert len(results) == 500
+    assert all(found is results[0] for found in results)
+    assert results[0] is old  # unchanged key: same object, verified tokens stay remembered
+    assert isinstance(results[0], RSAPublicKey)
+    assert same_key(results[0], key)
+
+
+async def test_ttl_expiry_stampede_through_the_token_verifier_makes_one_refresh(
+    key: KeyPair, clock: FakeClock
+) -> None:
+    """500 concurrent valid tokens right after the TTL expires are all signed in: one refresh."""
+    script = ScriptedJWKS(serve(key))
+    keys = remote(script, clock)
+    verifier = verifier_for(keys, clock)
+    assert await outcome(verifier, valid(key, clock)) == "user_test"
+    clock.advance(300)
+    token = valid(key, clock)
+    results: list[str] = []
+
+    async def one() -> None:
+        results.append(await outcome(verifier, token))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(500):
+            tg.start_soon(one)
+    assert results == ["user_test"] * 500
+    assert len(script.requests) == 2
+
+
+async def test_concurrent_new_kid_tokens_wait_for_the_in_flight_refetch(
+    key: KeyPair, second_key: KeyPair, clock: FakeClock
+) -> None:
+    """50 concurrent k2 tokens during one unknown-kid refetch wait for it and are all allowed."""
+    script = ScriptedJWKS(serve(key))
+    verifier = verifier_for(remote(script, clock), clock)
+    assert await outcome(verifier, valid(key, clock)) == "user_test"
+    script.respond = serve(key, second_key)
+    script.gate = anyio.Event()
+    script.started = anyio.Event()
+    token = valid(second_key, clock)
+    results: list[str] = []
+
+    async def one() -> None:
+        results.append(await outcome(verifier, token))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(50):
+            tg.start_soon(one)
+        await script.started.wait()
+        await anyio.wait_all_tasks_blocked()
+        assert results == []
+        script.gate.set()
+    assert results == ["user_test"] * 50  # not refused for being within the cooldown
+    assert len(script.requests) == 2
+
+
+async def test_cached_kid_is_served_while_a_refetch_is_in_flight(
+    key: KeyPair, clock: FakeClock
+) -> None:
+    """While an unknown-kid refetch hangs, gets and peeks of the cached kid return at once."""
+    script = ScriptedJWKS(serve(key))
+    keys = remote(script, clock)
+    good = await keys.get("k1")
+    script.gate = anyio.Event()
+    script.started = anyio.Event()
+    results: list[RSAPublicKey | Exception] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(get_into, keys, "k2", results)
+        await script.started.wait()
+        for _ in range(100):
+            assert await keys.get("k1") is good
+            assert keys.peek("k1") is good
+        assert results == []
+        script.gate.set()
+    assert len(results) == 1
+    assert isinstance(results[0], UnknownKeyError)
+    assert len(script.requests) == 2
+
+
+async def test_failure_during_single_flight_is_shared_not_retried(
+    key: KeyPair, clock: FakeClock
+) -> None:
+    """100 waiters on one fetch answering 500 all get KeysUnavailableError; no retry till +30 s."""
+    script = ScriptedJWKS(status(500))
+    script.gate = anyio.Event()
+    keys = remote(script, clock)
+    results: list[RSAPublicKey | Exception] = []
+    async with anyio.create_task_group() as tg:
+        for _ in range(100):
+            tg.start_soon(get_into, keys, "k1", results)
+        await script.started.wait()
+        await anyio.wait_all_tasks_blocked()
+        script.gate.set()
+    assert len(results) == 100
+    assert all(isinstance(r, KeysUnavailableError) and r.retry_after == 30 for r in results)
+    assert len(script.requests) == 1
+    clock.advance(29.999)
+    with pytest.raises(KeysUnavailableError) as early:
+        await keys.get("k1")
+    assert early.value.retry_after == 1
+    assert len(script.requests) == 1
+    clock.advance(0.001)
+    script.gate = None
+    script.respond = serve(key)
+    assert same_key(await keys.get("k1"), key)
+    assert len(script.requests) == 2
+
+
+async def test_each_verification_sees_one_whole_key_set_while_the_jwks_rotates(
+    key: KeyPair, second_key: KeyPair, attacker_key: KeyPair, clock: FakeClock
+) -> None:
+    """A JWKS alternating {k1}/{k2} per fetch under load: each token sees one whole set."""
+    # Each token is allowed or jwk-kid-mismatch; forged and absent kids never pass; two
+    # fetches a round (the TTL refresh and one unknown-kid refetch).
+    served = 0
+
+    def alternate(request: httpx.Request) -> httpx.Response:
+        nonlocal served
+        current = (key, second_key)[served % 2]
+        served += 1
+        return httpx.Response(200, json={"keys": [current.jwk]})
+
+    script = ScriptedJWKS(alternate)
+    verifier = verifier_for(remote(script, clock), clock)
+    absent = KeyPair(attacker_key.private_key, "kx")
+    seen: dict[str, set[str]] = {"k1": set(), "k2": set(), "forged-k1": set(), "kx": set()}
+
+    async def one(name: str, token: str) -> None:
+        seen[name].add(await outcome(verifier, token))
+
+    rounds = 6
+    for _ in range(rounds):
+        clock.advance(300)
+        tokens = {
+            "k1": valid(key, clock),
+            "k2": valid(second_key, clock),
+            "forged-k1": valid(attacker_key, clock),
+            "kx": valid(absent, clock),
+        }
+        names = list(tokens) * 25
+        for phase in (names * 3, names * 3, names):  # during refresh, during refetch, after
+            async with anyio.create_task_group() as tg:
+                for name in phase:
+                    tg.start_soon(one, name, tokens[name])
+    assert seen["k1"] == {"user_test", KID_MISMATCH}
+    assert seen["k2"] == {"user_test", KID_MISMATCH}
+    assert seen["forged-k1"] <= {"token-invalid-signature", KID_MISMATCH}
+    assert seen["kx"] == {KID_MISMATCH}
+    assert len(script.requests) == 2 * rounds
+
+
+# --- cancellation by anyio -----------------------------------------------------------------
+
+
+async def test_anyio_cancelling_the_first_waiter_does_not_abort_the_shared_fetch(
+    key: KeyPair, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The anyio-cancelled starter of a fetch leaves it to the 49 others, who all get k1."""
+    script = ScriptedJWKS(serve(key))
+    script.gate = anyio.Event()
+    keys = remote(script, clock)
+    first = anyio.CancelScope()
+    results: list[RSAPublicKey | Exception] = []
+
+    async def first_waiter() -> None:
+        with first:
+            await keys.get("k1")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(first_waiter)
+        await script.started.wait()
+        for _ in range(49):
+            tg.start_soon(get_into, keys, "k1", results)
+        await anyio.wait_all_tasks_blocked()
+        first.cancel()
+        await anyio.wait_all_tasks_blocked()
+        assert results == []
+        script.gate.set()
+    assert len(results) == 49
+    assert all(isinstance(r, RSAPublicKey) and same_key(r, key) for r in results)
+    assert len(script.requests) == 1
+    assert_nothing_logged(caplog)
+    clock.advance(300)
+    script.gate = None
+    assert same_key(await keys.get("k1"), key)  # a later fetch runs: nothing left locked
+    assert len(script.requests) == 2
+
+
+async def test_anyio_cancelling_every_waiter_still_fills_the_cache(
+    key: KeyPair, clock: FakeClock
+) -> None:
+    """All 50 waiters cancelled (clients gone): the shielded fetch still fills the cache."""
+    script = ScriptedJWKS(serve(key))
+    script.gate = anyio.Event()
+    keys = remote(script, clock)
+    scopes = [anyio.CancelScope() for _ in range(50)]
+
+    async def waiter(scope: anyio.CancelScope) -> None:
+        with scope:
+            await keys.get("k1")
+
+    async with anyio.create_task_group() as tg:
+        for scope in scopes:
+            tg.start_soon(waiter, scope)
+        await script.started.wait()
+        await anyio.wait_all_tasks_blocked()
+        for scope in scopes:
+            scope.cancel()
+        await anyio.wait_all_tasks_blocked()
+        script.gate.set()
+    assert sum(scope.cancelled_caught for scope in scopes) == 49  # all but the fetching one
+    found = keys.peek("k1")
+    assert found is not None
+    assert same_key(found, key)
+    assert await keys.get("k1") is found
+    assert len(script.requests) == 1
