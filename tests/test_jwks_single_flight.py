@@ -1,7 +1,12 @@
-"""Single flight: concurrent requests share one JWKS fetch, which cancellation does not abort."""
+"""Single flight: concurrent requests share one JWKS fetch, which no cancellation aborts.
+
+The fetch runs as a task of its own: cancelling the request that started it, by anyio or by
+asyncio's ``Task.cancel()`` (a timeout middleware, a server), leaves it to the others.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 
@@ -10,11 +15,13 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from clerk_asgi._keys import KeysUnavailableError, UnknownKeyError
+from clerk_asgi._keys import KeysUnavailableError, RemoteKeySet, UnknownKeyError
 from clerk_asgi.testing import FakeClock, KeyPair
 
 from .test_jwks_support import (
+    JWKS_URL,
     KID_MISMATCH,
+    Responder,
     ScriptedJWKS,
     get_into,
     outcome,
@@ -27,6 +34,33 @@ from .test_jwks_support import (
 )
 
 pytestmark = pytest.mark.anyio
+
+
+class HeldJWKS:
+    """A JWKS endpoint whose every answer waits for ``release``, a plain asyncio.Event."""
+
+    def __init__(self, respond: Responder) -> None:
+        self.respond = respond
+        self.requests: list[httpx.Request] = []
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        self.started.set()
+        await self.release.wait()
+        return self.respond(request)
+
+    def keys(self, clock: FakeClock) -> RemoteKeySet:
+        client = httpx.AsyncClient(transport=httpx.MockTransport(self))
+        return RemoteKeySet(JWKS_URL, http_client=client, clock=clock)
+
+
+async def waiting_request(keys: RemoteKeySet) -> asyncio.Task[RSAPublicKey]:
+    """A request for k1, started and left waiting on the fetch in flight."""
+    task = asyncio.create_task(keys.get("k1"))
+    await anyio.wait_all_tasks_blocked()
+    return task
 
 
 def assert_nothing_logged(caplog: pytest.LogCaptureFixture) -> None:
@@ -254,6 +288,7 @@ async def test_anyio_cancelling_the_first_waiter_does_not_abort_the_shared_fetch
         await anyio.wait_all_tasks_blocked()
         assert results == []
         script.gate.set()
+    assert first.cancelled_caught
     assert len(results) == 49
     assert all(isinstance(r, RSAPublicKey) and same_key(r, key) for r in results)
     assert len(script.requests) == 1
@@ -267,7 +302,7 @@ async def test_anyio_cancelling_the_first_waiter_does_not_abort_the_shared_fetch
 async def test_anyio_cancelling_every_waiter_still_fills_the_cache(
     key: KeyPair, clock: FakeClock
 ) -> None:
-    """All 50 waiters cancelled (clients gone): the shielded fetch still fills the cache."""
+    """All 50 waiters cancelled (clients gone): the fetch completes and fills the cache."""
     script = ScriptedJWKS(serve(key))
     script.gate = anyio.Event()
     keys = remote(script, clock)
@@ -286,9 +321,126 @@ async def test_anyio_cancelling_every_waiter_still_fills_the_cache(
             scope.cancel()
         await anyio.wait_all_tasks_blocked()
         script.gate.set()
-    assert sum(scope.cancelled_caught for scope in scopes) == 49  # all but the fetching one
+    assert sum(scope.cancelled_caught for scope in scopes) == 50  # the starter's included
+    await anyio.wait_all_tasks_blocked()  # the fetch, awaited by no one, completes
     found = keys.peek("k1")
     assert found is not None
     assert same_key(found, key)
     assert await keys.get("k1") is found
     assert len(script.requests) == 1
+
+
+# --- cancellation by asyncio (Task.cancel, wait_for, asyncio.timeout) ----------------------
+
+
+async def test_task_cancel_of_the_request_that_started_the_fetch_leaves_it_to_the_others(
+    key: KeyPair, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Task.cancel() of a cold fetch's starter: it gets CancelledError, a waiter still gets k1."""
+    held = HeldJWKS(serve(key))
+    keys = held.keys(clock)
+    first = asyncio.create_task(keys.get("k1"))
+    await held.started.wait()
+    second = await waiting_request(keys)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    held.release.set()
+    found = await second
+    assert same_key(found, key)
+    assert keys.peek("k1") is found
+    assert len(held.requests) == 1
+    assert_nothing_logged(caplog)
+    clock.advance(300)
+    assert same_key(await keys.get("k1"), key)  # a later fetch runs: nothing left locked
+    assert len(held.requests) == 2
+
+
+async def test_wait_for_timeout_on_the_request_that_started_the_fetch_leaves_it_to_the_others(
+    key: KeyPair, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """asyncio.wait_for giving up on a cold fetch's starter: a waiter still gets k1, one fetch."""
+    held = HeldJWKS(serve(key))
+    keys = held.keys(clock)
+    first = asyncio.create_task(keys.get("k1"))
+    await held.started.wait()
+    second = await waiting_request(keys)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(first, timeout=0)  # times out at once: first is cancelled
+    assert first.cancelled()
+    held.release.set()
+    assert same_key(await second, key)
+    assert len(held.requests) == 1
+    assert_nothing_logged(caplog)
+
+
+async def test_asyncio_timeout_on_the_request_that_started_the_fetch_leaves_it_to_the_others(
+    key: KeyPair, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An asyncio.timeout (a timeout middleware) expiring on the starter: a waiter gets k1."""
+    held = HeldJWKS(serve(key))
+    keys = held.keys(clock)
+    deadline = asyncio.timeout(None)
+
+    async def request_with_a_deadline() -> RSAPublicKey:
+        async with deadline:
+            return await keys.get("k1")
+
+    first = asyncio.create_task(request_with_a_deadline())
+    await held.started.wait()
+    second = await waiting_request(keys)
+    deadline.reschedule(asyncio.get_running_loop().time())  # the deadline passes now
+    with pytest.raises(TimeoutError):
+        await first
+    held.release.set()
+    assert same_key(await second, key)
+    assert len(held.requests) == 1
+    assert_nothing_logged(caplog)
+
+
+async def test_task_cancel_of_the_starter_still_reports_a_failed_fetch_to_the_others(
+    key: KeyPair, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The starter cancelled, the fetch then answers 500: the waiter gets retry_after 30."""
+    caplog.set_level(logging.WARNING, logger="clerk_asgi")
+    held = HeldJWKS(status(500))
+    keys = held.keys(clock)
+    first = asyncio.create_task(keys.get("k1"))
+    await held.started.wait()
+    second = await waiting_request(keys)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    held.release.set()
+    with pytest.raises(KeysUnavailableError) as refused:
+        await second
+    assert refused.value.retry_after == 30
+    assert len(held.requests) == 1
+    gc.collect()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        f"JWKS fetch from {JWKS_URL} failed: HTTP 500"
+    ]
+
+
+async def test_task_cancel_of_every_waiter_still_fills_the_cache(
+    key: KeyPair, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every waiter Task.cancel()ed: each gets CancelledError, and the fetch fills the cache."""
+    held = HeldJWKS(serve(key))
+    keys = held.keys(clock)
+    waiters = [asyncio.create_task(keys.get("k1")) for _ in range(10)]
+    await held.started.wait()
+    await anyio.wait_all_tasks_blocked()
+    for waiter in waiters:
+        waiter.cancel()
+    results = await asyncio.gather(*waiters, return_exceptions=True)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results)
+    assert keys.peek("k1") is None
+    held.release.set()
+    await anyio.wait_all_tasks_blocked()  # the fetch, awaited by no one, completes
+    found = keys.peek("k1")
+    assert found is not None
+    assert same_key(found, key)
+    assert await keys.get("k1") is found
+    assert len(held.requests) == 1
+    assert_nothing_logged(caplog)

@@ -66,7 +66,7 @@ class ScriptedJWKS:
 
 async def hold(gate: anyio.Event) -> None:
     """Wait for ``gate``; a safety net fails the test instead of hanging it forever when the
-    code under test lacks a timeout (the fetch is shielded, so no outer timeout could help)."""
+    code under test lacks a timeout (the fetch runs in its own task: no outer timeout helps)."""
     with anyio.move_on_after(SAFETY_NET_SECONDS):
         await gate.wait()
         return

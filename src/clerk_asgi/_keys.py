@@ -4,8 +4,8 @@
 cache is ever shared between Clerk instances). Behaviour, with the defaults:
 
 * keys are fresh for ``ttl`` (300 s, Clerk's figure) after the last successful fetch;
-* concurrent callers share one in-flight fetch (single flight), which is shielded from the
-  cancellation of whoever started it and bounded by ``timeout`` (5 s) overall;
+* concurrent callers share one in-flight fetch (single flight), which runs as a task of its
+  own, so no caller's cancellation can abort it, and is bounded by ``timeout`` (5 s) overall;
 * an unknown ``kid`` triggers one refetch, unless another unknown-kid refetch happened within
   ``cooldown`` (30 s); the cold load and TTL refreshes don't count against it;
 * a failed fetch never clears the cache: the last good keys are served for ``stale_window``
@@ -17,6 +17,7 @@ cache is ever shared between Clerk instances). Behaviour, with the defaults:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -172,7 +173,7 @@ class RemoteKeySet:
         self._fetched_at = -math.inf
         self._next_attempt_at = -math.inf
         self._last_kid_refetch = -math.inf
-        self._in_flight: anyio.Event | None = None
+        self._in_flight: asyncio.Task[None] | None = None
 
     def _fresh(self, now: float) -> bool:
         return self._fetched_at <= now < self._fetched_at + self._ttl
@@ -203,7 +204,7 @@ class RemoteKeySet:
             if key is not None:
                 return key
             if self._in_flight is not None:  # a fetch is on its way: its keys may hold the kid
-                await self._in_flight.wait()
+                await self._refresh()
             elif may_refetch and now >= self._last_kid_refetch + self._cooldown:
                 self._last_kid_refetch = now
                 await self._refresh()
@@ -221,23 +222,34 @@ class RemoteKeySet:
         return key
 
     async def _refresh(self) -> None:
-        """Fetch once for everyone waiting; shielded so a cancelled caller can't abort it."""
-        if self._in_flight is not None:
-            await self._in_flight.wait()
-            return
-        done = self._in_flight = anyio.Event()
-        try:
-            with anyio.CancelScope(shield=True):
-                keys = await self._fetch()
-                now = self._clock()
-                if keys:
-                    self._keys, self._fetched_at = self._keep_known(keys), now
-                    self._next_attempt_at = now  # the TTL decides when to fetch again
-                else:  # failed: the next attempt waits for the cooldown
-                    self._next_attempt_at = now + self._cooldown
-        finally:
-            self._in_flight = None
-            done.set()
+        """Join the fetch in flight, or start one that everyone arriving meanwhile joins.
+
+        The fetch runs as a task of its own because it must outlive the request that started
+        it: that request may be cancelled (its client gone, a timeout middleware, the server)
+        while others wait for the same keys, and a shielded cancel scope holds off only
+        anyio's cancellation, not ``Task.cancel()``. Each caller waits through
+        ``asyncio.shield``: a cancelled caller gets its CancelledError, the fetch goes on.
+        """
+        flight = self._in_flight
+        if flight is None:
+            flight = self._in_flight = asyncio.get_running_loop().create_task(self._load())
+            flight.add_done_callback(self._landed)
+        await asyncio.shield(flight)
+
+    def _landed(self, flight: asyncio.Task[None]) -> None:
+        # A done callback rather than a ``finally`` in _load: it also runs for a task cancelled
+        # before it started, and runs before any waiter resumes.
+        self._in_flight = None
+
+    async def _load(self) -> None:
+        """One fetch, and the cache updated from it; a failure never clears the cache."""
+        keys = await self._fetch()
+        now = self._clock()
+        if keys:
+            self._keys, self._fetched_at = self._keep_known(keys), now
+            self._next_attempt_at = now  # the TTL decides when to fetch again
+        else:  # failed: the next attempt waits for the cooldown
+            self._next_attempt_at = now + self._cooldown
 
     def _keep_known(self, keys: dict[str, RSAPublicKey]) -> dict[str, RSAPublicKey]:
         """Reuse the cached object of every unchanged key, so tokens it verified stay valid."""
