@@ -56,6 +56,7 @@ async def test_secret_key_source_fetches_the_backend_api_with_the_bearer_secret(
     assert request.method == "GET"
     assert str(request.url) == "https://api.clerk.com/v1/jwks"
     assert request.headers["authorization"] == "Bearer sk_test_abc123"
+    assert request.headers["accept-encoding"] == "identity"
 
 
 async def test_publishable_key_source_fetches_the_frontend_api_jwks(

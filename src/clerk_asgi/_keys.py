@@ -11,8 +11,10 @@ cache is ever shared between Clerk instances). Behaviour, with the defaults:
 * a failed fetch never clears the cache: the last good keys are served for ``stale_window``
   (1 h) past their TTL, and fetch attempts are spaced by ``cooldown``;
 * a successful fetch replaces the key set whole, so a removed key is gone at once;
-* the body is capped (512 KiB); keys that are not RSA signature keys of 2048-4096 bits with
-  e = 65537 are ignored; a ``kid`` listed twice is refused; at most 50 keys are kept.
+* the decoded body is capped (512 KiB): ``identity`` is asked for, and a gzip or deflate body
+  sent anyway is inflated a bounded piece at a time, so a compression bomb stops at the cap;
+* keys that are not RSA signature keys of 2048-4096 bits with e = 65537 are ignored; a ``kid``
+  listed twice is refused; at most 50 keys are kept.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import json
 import logging
 import math
 import re
-from collections.abc import Callable, Mapping
+import zlib
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Final
 
 import anyio
@@ -46,6 +49,8 @@ logger = logging.getLogger("clerk_asgi")
 MAX_JWKS_BYTES: Final = 512 * 1024
 MAX_KEYS: Final = 50
 MAX_KID_LENGTH: Final = 256
+#: The most one inflate step may produce: what a compressed body can add past the cap.
+_INFLATE_STEP: Final = 64 * 1024
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -162,7 +167,9 @@ class RemoteKeySet:
         timeout: float = 5.0,
     ) -> None:
         self.url = url
-        self._headers = dict(headers or {})
+        self._headers = httpx.Headers(headers)
+        # Uncompressed, so the body cap measures what was sent (httpx asks for gzip by default).
+        self._headers["Accept-Encoding"] = "identity"
         self._client = http_client
         self._clock = clock
         self._ttl = ttl
@@ -279,19 +286,58 @@ class RemoteKeySet:
                             "JWKS fetch from %s failed: HTTP %d", self.url, response.status_code
                         )
                         return None
-                    body = bytearray()
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) > MAX_JWKS_BYTES:
-                            logger.warning(
-                                "JWKS from %s exceeds %d bytes", self.url, MAX_JWKS_BYTES
-                            )
-                            return None
+                    body = await self._read_body(response)
         except Exception as exc:  # any transport failure is a failed fetch, never a 500
             logger.warning("JWKS fetch from %s failed: %s", self.url, type(exc).__name__)
             return None
-        keys = parse_jwks(bytes(body))
+        if body is None:
+            return None
+        keys = parse_jwks(body)
         if not keys:
             logger.warning("JWKS from %s holds no usable RS256 signing key", self.url)
             return None
         return keys
+
+    async def _read_body(self, response: httpx.Response) -> bytes | None:
+        """The decoded body; None (logged) past MAX_JWKS_BYTES or in an encoding not handled.
+
+        httpx inflates each received chunk whole, and 64 KiB of gzip can inflate to 64 MiB,
+        so a compressed body is read raw and inflated here, a bounded step at a time. A
+        response built in memory (a mock transport's) is already decoded: read as it is.
+        """
+        codings = [
+            coding.strip().lower()
+            for coding in response.headers.get_list("content-encoding", split_commas=True)
+        ]
+        codings = [coding for coding in codings if coding not in ("", "identity")]
+        if response.is_stream_consumed or not codings:
+            chunks = response.aiter_bytes()
+        elif codings in (["gzip"], ["deflate"]):
+            chunks = _inflate(response.aiter_raw())
+        else:
+            logger.warning(
+                "JWKS from %s has an unsupported Content-Encoding: %s", self.url, ", ".join(codings)
+            )
+            return None
+        body = bytearray()
+        async for chunk in chunks:
+            body += chunk
+            if len(body) > MAX_JWKS_BYTES:
+                logger.warning("JWKS from %s exceeds %d bytes", self.url, MAX_JWKS_BYTES)
+                return None
+        return bytes(body)
+
+
+async def _inflate(raw: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """A gzip or zlib stream inflated at most ``_INFLATE_STEP`` bytes per step, so a reader
+    can stop at its cap before one small compressed chunk has become a huge one."""
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib header, detected
+    async for chunk in raw:
+        pending = chunk
+        while pending:
+            try:
+                piece = inflater.decompress(pending, _INFLATE_STEP)
+            except zlib.error as exc:  # reported as httpx reports a body it cannot decode
+                raise httpx.DecodingError(str(exc)) from exc
+            yield piece
+            pending = inflater.unconsumed_tail
