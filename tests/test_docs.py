@@ -17,13 +17,16 @@ docs/index.md hold the same quickstart. Two kinds of check:
   minted) through ``httpx.ASGITransport`` with MockClerk tokens and asserts the exact statuses
   and bodies the page promises.
 * ``MODULE_CHECKS``: the block is itself a pytest module (docs/testing.md); it is written to a
-  file and run with pytest in a subprocess, and every test in it must pass.
+  file and run with pytest in a subprocess, and every test in it must pass. Several blocks
+  sharing a NAME, each with a ``title="path"`` on its fence, are the files of one small project
+  (``myapp.py``, ``tests/conftest.py``, ...), written at those paths and run together.
 
 Every NAME must have a check and every check must be used. Unmarked ``python`` blocks are
 fragments: they must still compile, and any block that builds an app must be marked. The
 reference pages are checked against the code: every reason code is in the table of
-docs/responses.md with its message, and every ``ClerkMiddleware`` keyword is in the table of
-docs/configuration.md with its environment variable and default.
+docs/responses.md with its message, every ``ClerkConfig`` keyword is in the table of
+docs/configuration.md with its environment variable and default, and the attribute tables of
+``ClerkConfig``, ``Refusal`` and ``MockClerk`` name real attributes.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -48,7 +51,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from clerk_asgi import ClerkMiddleware, Rule, get_auth
+from clerk_asgi import ClerkConfig, ClerkMiddleware, ConfigurationError, Refusal, Rule, get_auth
 from clerk_asgi import _reasons as reasons
 from clerk_asgi._config import ENV_VARS
 from clerk_asgi._reasons import message_for
@@ -60,6 +63,7 @@ ORIGIN = "https://app.example.com"
 
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _MARKER = re.compile(r"<!--\s*test:\s*(?P<name>[\w-]+)\s*-->")
+_TITLE = re.compile(r'title="(?P<title>[^"]+)"')
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class Block:
     language: str
     code: str
     marker: str | None
+    title: str | None = None  # the fence's title="...", a file name in a multi-file check
 
     def __str__(self) -> str:
         return f"{self.page.relative_to(ROOT)}:{self.line}"
@@ -93,6 +98,7 @@ def read_blocks(page: Path) -> list[Block]:
             end += 1
         marker = _MARKER.fullmatch(lines[i - 1].strip()) if i else None
         info = opening["info"].strip()
+        title = _TITLE.search(info)
         blocks.append(
             Block(
                 page=page,
@@ -100,6 +106,7 @@ def read_blocks(page: Path) -> list[Block]:
                 language=info.split()[0].lower() if info else "",
                 code=textwrap.dedent("\n".join(x[indent:] for x in lines[i + 1 : end])) + "\n",
                 marker=marker["name"] if marker else None,
+                title=title["title"] if title else None,
             )
         )
         i = end + 1
@@ -198,10 +205,30 @@ async def check_seed_rules(c: httpx.AsyncClient, clerk: MockClerk) -> None:
     assert_app_ran(await c.get("/dashboard", headers={**NAVIGATION, **member}))
 
 
+async def check_segment_safe_patterns(c: httpx.AsyncClient, clerk: MockClerk) -> None:
+    """The quickstart's ':path*' patterns: the bases are covered, the siblings are not public."""
+    member = clerk.auth_headers(user_id="user_m", org_id="org_1", org_role="org:member")
+    for path in ("/api/public", "/api/webhooks", "/sign-up/verify"):
+        assert_app_ran(await c.get(path, headers=NAVIGATION))
+    # Siblings of public prefixes fall to the api rule (401 JSON) or to default (sign-in).
+    for path in ("/api/publicity", "/api/webhooksecret", "/api/public-keys"):
+        assert_refused(await c.get(path, headers=NAVIGATION), 401, "session-token-missing")
+    r = await c.get("/sign-inx", headers=NAVIGATION)
+    assert_refused(r, 307, "session-token-missing")
+    assert r.headers["location"] == sign_in_location("/sign-inx")
+    # "/api/:path*" covers "/api" itself; "/admin/:path*" covers "/admin/users".
+    assert_refused(await c.get("/api", headers=FETCH), 401, "session-token-missing")
+    r = await c.get("/admin/users", headers={**NAVIGATION, **member})
+    assert_refused(r, 307, "authorization-failed")
+    assert r.headers["location"] == "/unauthorized"
+
+
 async def check_quickstart(ns: dict[str, Any], clerk: MockClerk) -> None:
-    """README and docs/index.md: the table under the quickstart."""
+    """README and docs/index.md: the table under the quickstart, and its config is eager."""
+    assert isinstance(ns["clerk"], ClerkConfig)
     async with client_for(ns["app"]) as c:
         await check_seed_rules(c, clerk)
+        await check_segment_safe_patterns(c, clerk)
         r = await c.get("/api/billing", headers=clerk.auth_headers(org_id="org_1"))
         assert_refused(r, 403, "authorization-failed")
         r = await c.get(
@@ -217,6 +244,7 @@ async def check_nextjs(ns: dict[str, Any], clerk: MockClerk) -> None:
     """docs/nextjs.md: the Python twin of the middleware.ts behaves as described."""
     async with client_for(ns["app"]) as c:
         await check_seed_rules(c, clerk)
+        await check_segment_safe_patterns(c, clerk)
         reader = clerk.auth_headers(org_id="org_1", org_permissions=["org:invoices:read"])
         r = await c.get("/api/invoices", headers=reader)
         assert r.status_code == 200
@@ -226,7 +254,8 @@ async def check_nextjs(ns: dict[str, Any], clerk: MockClerk) -> None:
 
 
 async def check_rules(ns: dict[str, Any], clerk: MockClerk) -> None:
-    """docs/rules.md: ':path*' keeps the sibling /api/publicity protected."""
+    """docs/rules.md: ':path*' keeps /api/publicity protected; "/admin" covers /admin only."""
+    member = clerk.auth_headers(user_id="user_m", org_id="org_1", org_role="org:member")
     async with client_for(ns["app"]) as c:
         r = await c.get("/api/public/ping")
         assert r.status_code == 200
@@ -236,6 +265,71 @@ async def check_rules(ns: dict[str, Any], clerk: MockClerk) -> None:
         r = await c.get("/api/publicity", headers=clerk.auth_headers(user_id="user_1"))
         assert r.json() == {"user_id": "user_1"}
         assert_app_ran(await c.get("/sign-in"))  # the sign-in path is always public
+        assert_refused(await c.get("/api"), 401, "session-token-missing")
+        # Rule.protect("/admin", role=...) protects /admin only ...
+        assert_refused(await c.get("/admin", headers=member), 403, "authorization-failed")
+        # ... /admin/users falls to default: any signed-in user, no role needed.
+        r = await c.get("/admin/users", headers=member)
+        assert r.status_code == 200
+        assert r.json() == {"org_role": "org:member"}
+        r = await c.get("/admin/users", headers=NAVIGATION)
+        assert_refused(r, 307, "session-token-missing")
+
+
+async def check_auth_handler(ns: dict[str, Any], clerk: MockClerk) -> None:
+    """docs/auth.md: an exception handler for AuthError writes require_auth's refusals."""
+    async with client_for(ns["app"]) as c:
+        r = await c.get("/reports/export")
+        assert r.status_code == 401
+        assert r.json() == {"code": "session-token-missing", "detail": "Sign in to continue."}
+        assert r.headers["cache-control"] == "no-store"
+        r = await c.get("/reports/export", headers=clerk.auth_headers())
+        assert r.status_code == 403
+        assert r.json()["code"] == "authorization-failed"
+        r = await c.get("/reports/export", headers=clerk.auth_headers(features="u:export"))
+        assert r.json() == {"user_id": "user_test"}
+
+
+async def check_starlette_user(ns: dict[str, Any], clerk: MockClerk) -> None:
+    """docs/auth.md: request.user, request.auth and Starlette's @requires behind the middleware."""
+    biller = clerk.auth_headers(
+        user_id="user_b", org_id="org_1", org_permissions=["org:billing:manage"]
+    )
+    async with client_for(ns["app"]) as c:
+        assert (await c.get("/")).json() == {"user": None}
+        r = await c.get("/", headers=clerk.auth_headers(user_id="user_1"))
+        assert r.json() == {"user": "user_1"}
+        r = await c.get("/me")
+        assert (r.status_code, r.text) == (403, "Forbidden")  # Starlette's own, not our JSON
+        r = await c.get("/me", headers=biller)
+        assert r.json() == {"user_id": "user_b", "scopes": ["authenticated", "org:billing:manage"]}
+        assert (await c.get("/billing", headers=clerk.auth_headers())).status_code == 403
+        assert (await c.get("/billing", headers=biller)).json() == {"org_id": "org_1"}
+
+
+async def check_on_refusal(ns: dict[str, Any], clerk: MockClerk) -> None:
+    """docs/responses.md: the on_refusal example's HTML page, error JSON and default redirect."""
+    member = clerk.auth_headers(org_id="org_1", org_role="org:member")
+    async with client_for(ns["app"]) as c:
+        r = await c.get("/admin", headers={**NAVIGATION, **member})
+        assert r.status_code == 403
+        assert r.headers["content-type"].startswith("text/html")
+        assert r.text == (
+            "<h1>Access denied</h1><p>You are signed in but not allowed to access this "
+            "resource.</p>"
+        )
+        assert r.headers["x-clerk-auth-reason"] == "authorization-failed"
+        assert r.headers["cache-control"] == "no-store"
+        r = await c.get("/admin", headers=NAVIGATION)
+        assert_refused(r, 307, "session-token-missing")
+        assert r.headers["location"] == sign_in_location("/admin")
+        r = await c.get("/api/me", headers=FETCH)
+        assert r.status_code == 401
+        assert r.json() == {
+            "errors": [{"code": "session-token-missing", "detail": "Sign in to continue."}]
+        }
+        assert r.headers["www-authenticate"] == 'Bearer realm="clerk"'
+        assert r.headers["x-clerk-auth-status"] == "signed-out"
 
 
 async def websocket_handshake(
@@ -357,13 +451,20 @@ EXEC_CHECKS: dict[str, ExecCheck] = {
     "nextjs": check_nextjs,
     "rules": check_rules,
     "dependencies": check_dependencies,
+    "auth-handler": check_auth_handler,
+    "starlette-user": check_starlette_user,
+    "on-refusal": check_on_refusal,
     "testing-mint": check_testing_mint,
 }
 
-#: Blocks that are pytest modules: how many tests each must pass.
+#: Blocks that are pytest modules (or, with titles, the files of one project): how many tests
+#: each must pass.
 MODULE_CHECKS: dict[str, int] = {
     "testing-pytest": 4,
+    "testing-conftest": 3,
+    "testing-overrides": 3,
     "testing-jwks": 3,
+    "testing-clock": 1,
 }
 
 
@@ -388,19 +489,28 @@ async def test_app_block_behaves_as_documented(
     await EXEC_CHECKS[block.marker](namespace, clerk)
 
 
-@pytest.mark.parametrize("block", [b for b in MARKED if b.marker in MODULE_CHECKS], ids=str)
-def test_test_module_block_passes(block: Block, tmp_path: Path) -> None:
-    """A test module in the docs passes under pytest, strict markers and warnings as errors."""
-    assert block.marker is not None
+@pytest.mark.parametrize("marker", list(MODULE_CHECKS))
+def test_test_module_block_passes(marker: str, tmp_path: Path) -> None:
+    """A test module (or project) in the docs passes under pytest, strict markers and warnings
+    as errors, with no CLERK_* variable in the environment."""
+    blocks = [b for b in MARKED if b.marker == marker]
+    assert blocks, f"no block marked {marker}"
     (tmp_path / "pytest.ini").write_text(
         "[pytest]\naddopts = --strict-markers -p no:cacheprovider\nfilterwarnings = error\n"
     )
-    module = tmp_path / f"test_{block.marker.replace('-', '_')}.py"
-    module.write_text(block.code)
+    if len(blocks) == 1 and blocks[0].title is None:
+        files = {f"test_{marker.replace('-', '_')}.py": blocks[0].code}
+    else:
+        assert all(b.title for b in blocks), f"{marker}: every file of a project needs a title"
+        files = {b.title: b.code for b in blocks if b.title}
+        assert len(files) == len(blocks), f"{marker}: two blocks with the same title"
+    for name, code in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(code)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLERK_", "PYTEST_", "COV_"))}
-    # S603: a fixed argument list, this interpreter running pytest on the file written above.
-    result = subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "pytest", "-q", str(module)],
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -410,7 +520,7 @@ def test_test_module_block_passes(block: Block, tmp_path: Path) -> None:
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    assert f"{MODULE_CHECKS[block.marker]} passed" in output, output
+    assert f"{MODULE_CHECKS[marker]} passed" in output, output
 
 
 def test_every_marker_has_a_check_and_every_check_a_block() -> None:
@@ -455,10 +565,16 @@ def test_unmarked_blocks_are_fragments(block: Block) -> None:
 # Reference tables against the code.
 
 
-def table_rows(page: str) -> dict[str, list[str]]:
-    """Markdown table rows of docs/<page>, keyed by their first cell (backticks removed)."""
+def table_rows(page: str, header: str | None = None) -> dict[str, list[str]]:
+    """Markdown table rows of docs/<page>, keyed by their first cell (backticks removed); with
+    ``header``, only the rows of the table whose header line starts with it."""
+    lines = (ROOT / "docs" / page).read_text(encoding="utf-8").splitlines()
+    if header is not None:
+        start = next(i for i, line in enumerate(lines) if line.startswith(header))
+        end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+        lines = lines[start:end]
     rows: dict[str, list[str]] = {}
-    for line in (ROOT / "docs" / page).read_text(encoding="utf-8").splitlines():
+    for line in lines:
         if line.startswith("| `"):
             cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
             rows.setdefault(cells[0].strip("`"), cells)
@@ -478,25 +594,104 @@ def test_reason_codes_are_all_read_from_the_module() -> None:
 @pytest.mark.parametrize("code", REASON_CODES)
 def test_every_reason_code_is_in_the_responses_table(code: str) -> None:
     """docs/responses.md lists every reason code with the exact message clients receive."""
-    row = table_rows("responses.md").get(code)
+    row = table_rows("responses.md", "| reason | when |").get(code)
     assert row is not None, f"{code} missing from the reason-code table"
     assert row[-1] == message_for(code)
 
 
-KEYWORDS = [
-    p
-    for p in inspect.signature(ClerkMiddleware.__init__).parameters.values()
-    if p.kind is inspect.Parameter.KEYWORD_ONLY
-]
+def keyword_parameters(function: Callable[..., Any]) -> list[inspect.Parameter]:
+    return [
+        p
+        for p in inspect.signature(function).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+
+
+KEYWORDS = keyword_parameters(ClerkConfig.__init__)
 ENV_OF = dict(ENV_VARS)
 
 
+def test_the_middleware_takes_the_config_keywords_or_config() -> None:
+    """docs/configuration.md: ClerkConfig takes every keyword of ClerkMiddleware except app (and
+    config), with the same defaults; giving both config= and a keyword is refused."""
+    middleware = {p.name: p.default for p in keyword_parameters(ClerkMiddleware.__init__)}
+    assert middleware.pop("config") is None
+    assert middleware == {p.name: p.default for p in KEYWORDS}
+    config = ClerkConfig(jwt_key=MockClerk().key.public_pem)
+    with pytest.raises(ConfigurationError, match="not both"):
+        ClerkMiddleware(Starlette(), config=config, sign_in_url="/sign-in")
+
+
+def test_the_clerk_config_attribute_table_names_real_attributes(clerk: MockClerk) -> None:
+    """docs/configuration.md: every attribute the ClerkConfig table lists exists, read-only."""
+    page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    table = page.split("| attribute | value |", 1)[1].split("\n\n", 1)[0]
+    names = [
+        name
+        for line in table.splitlines()[2:]
+        for name in re.findall(r"`(\w+)`", line.split(" | ")[0])
+    ]
+    assert "frontend_api" in names
+    assert "sign_in_url" in names
+    config = ClerkConfig(**clerk.middleware_options())
+    for name in names:
+        getattr(config, name)
+        with pytest.raises(AttributeError):
+            setattr(config, name, None)
+
+
+def test_the_refusal_attribute_table_names_real_attributes() -> None:
+    """docs/responses.md: the on_refusal table lists the attributes a Refusal has."""
+    rows = table_rows("responses.md", "| `Refusal` attribute |")
+    refusal = Refusal(401, "session-token-missing")
+    for name in ("status", "reason", "message", "auth_status", "location", "retry_after"):
+        assert name in rows
+        getattr(refusal, name)
+    assert "headers" in rows
+    assert refusal.headers["cache-control"] == "no-store"
+    assert refusal.headers["www-authenticate"] == 'Bearer realm="clerk"'
+    assert "response()" in rows
+    assert refusal.response().status_code == 401
+
+
+def test_the_mock_clerk_constructor_is_as_documented() -> None:
+    """docs/testing.md: MockClerk's arguments, in order, with the documented defaults."""
+    rows = table_rows("testing.md", "| argument | default |")
+    documented = list(fields(MockClerk))
+    assert [f.name for f in documented] == ["key", "issuer", "origin"]
+    for field in documented:
+        assert field.name in rows
+        if field.default is not MISSING:
+            assert rows[field.name][1] == f'`"{field.default}"`'
+
+
+@pytest.mark.anyio
+async def test_two_mock_clerks_against_one_app_fail_with_the_documented_reason(
+    clerk: MockClerk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/testing.md: an app reads CLERK_JWT_KEY once; a second MockClerk's tokens are then
+    refused with token-invalid-signature, however the environment changes afterwards."""
+
+    async def me(request: Request) -> JSONResponse:
+        return JSONResponse({"user_id": get_auth(request).user_id})
+
+    monkeypatch.setenv("CLERK_JWT_KEY", clerk.key.public_pem)  # what the first module does
+    app = Starlette(routes=[Route("/api/me", me)])
+    app.add_middleware(ClerkMiddleware, rules=[Rule.api("/api/:path*")])
+    other = MockClerk()
+    async with client_for(app) as c:
+        assert (await c.get("/api/me", headers=clerk.auth_headers())).status_code == 200
+        monkeypatch.setenv("CLERK_JWT_KEY", other.key.public_pem)  # the second module
+        r = await c.get("/api/me", headers=other.auth_headers())
+    assert_refused(r, 401, "token-invalid-signature")
+
+
 @pytest.mark.parametrize("parameter", KEYWORDS, ids=lambda p: p.name)
-def test_every_middleware_parameter_is_in_the_configuration_table(
+def test_every_config_parameter_is_in_the_configuration_table(
     parameter: inspect.Parameter,
 ) -> None:
     """docs/configuration.md has a row per keyword, with its env var and numeric default."""
-    row = table_rows("configuration.md").get(parameter.name)
+    row = table_rows("configuration.md", "| parameter | env var |").get(parameter.name)
     assert row is not None, f"{parameter.name} missing from the configuration table"
     _, env, default, _meaning = row
     assert env.startswith(f"`{ENV_OF[parameter.name]}`" if parameter.name in ENV_OF else "—")
@@ -524,11 +719,12 @@ def test_mkdocs_nav_lists_every_page() -> None:
 
 
 def test_test_files_named_by_the_docs_exist() -> None:
-    """The security model points at the tests that pin each decision; they must exist."""
+    """The security model points at the tests that pin each decision; they must exist (the
+    titled files of a documented example project are not ours)."""
     named = {
         name
         for page in PAGES
-        for name in re.findall(r"tests/test_\w+\.py", page.read_text(encoding="utf-8"))
+        for name in re.findall(r'(?<!title=")tests/test_\w+\.py', page.read_text(encoding="utf-8"))
     }
     assert named
     for name in sorted(named):
