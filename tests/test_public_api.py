@@ -29,6 +29,7 @@ from clerk_asgi import (
 )
 
 CORE_NAMES = [
+    "API_DOCS",
     "AUTH_SCOPE_KEY",
     "STATIC_ASSETS",
     "Auth",
@@ -54,7 +55,7 @@ TESTING_NAMES = [
     "jwks_handler",
     "mint_session_token",
 ]
-FASTAPI_NAMES = ["CurrentAuth", "SignedInAuth"]
+FASTAPI_NAMES = ["AuthErrorBody", "CurrentAuth", "SignedInAuth", "auth_responses", "docs_rule"]
 
 
 def isort_key(name: str) -> tuple[int, str]:

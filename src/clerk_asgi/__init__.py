@@ -15,7 +15,7 @@ declarative route table; handlers read the result through one small dependency::
 from ._auth import AUTH_SCOPE_KEY, Auth, get_auth
 from ._dependencies import current_auth, require_auth
 from ._middleware import ClerkMiddleware
-from ._rules import STATIC_ASSETS, Rule
+from ._rules import API_DOCS, STATIC_ASSETS, Rule
 from .exceptions import (
     AuthError,
     ClerkError,
@@ -27,6 +27,7 @@ from .exceptions import (
 )
 
 __all__ = [
+    "API_DOCS",
     "AUTH_SCOPE_KEY",
     "STATIC_ASSETS",
     "Auth",

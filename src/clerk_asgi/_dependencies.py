@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection
 
 from . import _reasons as R
 from ._auth import Auth, Reverification, get_auth
+from ._openapi import AuthDependency
 from ._reasons import message_for
 from .exceptions import (
     ForbiddenError,
@@ -25,6 +26,7 @@ from .exceptions import (
 __all__ = ["current_auth", "require_auth"]
 
 
+@AuthDependency
 async def current_auth(conn: HTTPConnection) -> Auth:
     """Dependency form of :func:`get_auth`: ``auth: Auth = Depends(current_auth)``.
 
@@ -66,6 +68,7 @@ def require_auth(
         if value is not None
     }
 
+    @AuthDependency
     async def dependency(conn: HTTPConnection) -> Auth:
         auth = get_auth(conn)
         if not auth.is_signed_in:

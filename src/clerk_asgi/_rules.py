@@ -25,7 +25,15 @@ from typing import Any, Final, Literal
 
 from .exceptions import ConfigurationError
 
-__all__ = ["STATIC_ASSETS", "Pattern", "Rule", "RuleMatcher", "compile_pattern", "route_path"]
+__all__ = [
+    "API_DOCS",
+    "STATIC_ASSETS",
+    "Pattern",
+    "Rule",
+    "RuleMatcher",
+    "compile_pattern",
+    "route_path",
+]
 
 Kind = Literal["public", "protect", "api"]
 Pattern = str | re.Pattern[str] | Callable[[str], bool]
@@ -45,6 +53,13 @@ STATIC_ASSETS: Final = re.compile(
     r"|ico|csv|docx?|xlsx?|zip|webmanifest|txt)$",
     re.IGNORECASE,
 )
+
+#: FastAPI's default documentation routes and nothing else: ``/docs``, ``/docs/oauth2-redirect``,
+#: ``/redoc`` and ``/openapi.json``, exactly (case-sensitive like Starlette's router; no sibling
+#: such as ``/docsecret`` or ``/openapi.jsonx``, no sub-path, no trailing slash). Use it as
+#: ``Rule.public(API_DOCS)``, like :data:`STATIC_ASSETS`; for an app with other docs URLs,
+#: ``clerk_asgi.fastapi.docs_rule(app)``.
+API_DOCS: Final = re.compile(r"^/(?:docs(?:/oauth2-redirect)?|redoc|openapi\.json)\Z")
 
 
 def _group_end(pattern: str, start: int) -> int:
