@@ -1,8 +1,9 @@
 """Reading the Auth in handlers: ``get_auth``, ``current_auth`` and ``require_auth``.
 
-``current_auth`` and the callables ``require_auth`` returns are plain async functions taking a
+``current_auth`` and the callables ``require_auth`` returns are async callables taking a
 Starlette ``HTTPConnection``, so FastAPI's ``Depends`` injects them for HTTP routes and
-WebSockets alike. ``require_auth`` raises :class:`~clerk_asgi.exceptions.AuthError`, which
+WebSockets alike; FastAPI also documents them as needing a Clerk session token (see
+``_openapi``). ``require_auth`` raises :class:`~clerk_asgi.exceptions.AuthError`, which
 ``ClerkMiddleware`` answers with the same JSON shape as its own 401/403 responses.
 """
 
