@@ -6,6 +6,13 @@ import pytest
 
 from clerk_asgi.testing import FakeClock, KeyPair, MockClerk
 
+# The shared helper modules assert too: have pytest rewrite their asserts, as it does for tests.
+pytest.register_assert_rewrite(
+    "tests.helpers", "tests._config_helpers", "tests._middleware_helpers", "tests._verify_helpers"
+)
+
+from .helpers import NOW  # noqa: E402
+
 __all__ = ["NOW", "FakeClock"]
 
 CLERK_ENV = (
@@ -17,9 +24,6 @@ CLERK_ENV = (
     "CLERK_AUTHORIZED_PARTIES",
     "CLERK_SIGN_IN_URL",
 )
-
-#: A fixed "now" for the fake clock (2027-01-15T08:00:00Z).
-NOW = 1_800_000_000.0
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +46,7 @@ def second_key() -> KeyPair:
 
 @pytest.fixture
 def clock() -> FakeClock:
+    """A clock standing at NOW until a test advances it."""
     return FakeClock(NOW)
 
 
@@ -60,4 +65,5 @@ def _clean_clerk_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def anyio_backend() -> str:
+    """Async tests run on asyncio."""
     return "asyncio"
