@@ -1,16 +1,24 @@
-"""Shared fixtures: real RSA keys (generated once per run), a fake clock, a clean environment."""
+"""Shared fixtures: real RSA keys (generated once per run), a fake clock, a clean environment.
+
+Also ``keys`` and ``jwks``, the key trio and the fetch-counting JWKS harness of the
+token-verification tests (see _verify_helpers.py).
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+import httpx
 import pytest
 
-from clerk_asgi.testing import FakeClock, KeyPair, MockClerk
+from clerk_asgi.testing import FakeClock, JWKSTransport, KeyPair, MockClerk
 
 # The shared helper modules assert too: have pytest rewrite their asserts, as it does for tests.
 pytest.register_assert_rewrite(
     "tests.helpers", "tests._config_helpers", "tests._middleware_helpers", "tests._verify_helpers"
 )
 
+from ._verify_helpers import Harness, Keys  # noqa: E402
 from .helpers import NOW  # noqa: E402
 
 __all__ = ["NOW", "FakeClock"]
@@ -48,6 +56,20 @@ def second_key() -> KeyPair:
 def clock() -> FakeClock:
     """A clock standing at NOW until a test advances it."""
     return FakeClock(NOW)
+
+
+@pytest.fixture
+def keys(key: KeyPair, attacker_key: KeyPair, second_key: KeyPair) -> Keys:
+    """K1, KX and K2 together, for the token-crafting helpers of _verify_helpers."""
+    return Keys(key, attacker_key, second_key)
+
+
+@pytest.fixture
+async def jwks(key: KeyPair, clock: FakeClock) -> AsyncIterator[Harness]:
+    """K1 served as the JWKS at _verify_helpers.JWKS_URL; every request recorded."""
+    transport = JWKSTransport(key)
+    async with httpx.AsyncClient(transport=transport) as client:
+        yield Harness(transport, client, clock)
 
 
 @pytest.fixture
