@@ -1,6 +1,7 @@
 """``Auth``: immutability, claims decoding (v1 and v2) and Clerk's ``has()`` semantics.
 
-Semantics: reference/clerk-semantics.md §5 (claims, permission decoding) and §6.1 (``has()``).
+Semantics: ``@clerk/shared``'s ``jwtPayloadParser.ts`` (claims, permission decoding) and
+``authorization.ts`` (``has()``), as described in docs/auth.md.
 The claims here are the verified payloads ``ClerkMiddleware`` hands to ``Auth.from_claims``;
 the round trip through real signed tokens is in test_testing.py.
 """
@@ -365,7 +366,7 @@ def test_v2_missing_per_or_fpm_grants_no_permissions(org: dict[str, Any]) -> Non
 
 
 # --------------------------------------------------------------------------------------------
-# has(): one table, every dimension and its failure modes (clerk-semantics §6.1)
+# has(): one table, every dimension and its failure modes (@clerk/shared authorization.ts)
 # --------------------------------------------------------------------------------------------
 
 V2_BILLING = v2(

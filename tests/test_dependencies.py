@@ -31,9 +31,9 @@ from clerk_asgi import (
     require_auth,
 )
 from clerk_asgi.fastapi import CurrentAuth, SignedInAuth
-from clerk_asgi.testing import MockClerk
+from clerk_asgi.testing import FakeClock, MockClerk
 
-from .conftest import FakeClock
+from .helpers import bearer
 
 with warnings.catch_warnings():
     # Starlette >= 1.x prefers httpx2 for its TestClient and warns once, at import.
@@ -68,10 +68,6 @@ def guarded_app(clerk: MockClerk, clock: FakeClock, dependency: Dependency) -> F
 async def get(app: Any, path: str, headers: dict[str, str] | None = None) -> httpx.Response:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=ORIGIN) as c:
         return await c.get(path, headers=headers)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
 
 
 def assert_forbidden(r: httpx.Response, reason: str, message: str) -> None:

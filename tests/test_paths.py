@@ -1,11 +1,12 @@
-"""Hostile paths end to end: security cases 59 and 61-74 (reference/security-cases.md §F-§G).
+"""Hostile paths end to end: encodings, slashes, dot segments, prefixes, queries, parsers, methods.
 
-Every test builds the reference site of security-cases §0: a Starlette app whose routes include
-``Mount``s and a catch-all ``/{path:path}``, wrapped in ``ClerkMiddleware`` (public ``/``,
-``/health``, ``/sign-in`` and ``/public`` subtrees; admin ``/admin`` and ``/api/admin``; API
-``/api``; everything else protected). Paths a client library would normalise are sent as
-hand-built ASGI scopes shaped exactly as uvicorn builds them; parser differentials (59, 69) go
-through uvicorn itself, with both HTTP parsers, over a loopback socket.
+Every test builds the same site: a Starlette app whose routes include ``Mount``s and a catch-all
+``/{path:path}``, wrapped in ``ClerkMiddleware`` (public ``/``, ``/health``, ``/sign-in`` and
+``/public`` subtrees; admin ``/admin`` and ``/api/admin``; API ``/api``; everything else
+protected). Paths a client library would normalise are sent as hand-built ASGI scopes shaped
+exactly as uvicorn builds them; parser differentials (obs-fold, fragments, absolute-form
+targets) go through uvicorn itself, with both HTTP parsers, over a loopback socket. Rules match
+exactly the path the router dispatches on (docs/rules.md "Which path is matched").
 """
 
 from __future__ import annotations
@@ -31,23 +32,21 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clerk_asgi import ClerkMiddleware, Rule, get_auth
-from clerk_asgi.testing import MockClerk
-
-from .conftest import FakeClock
+from clerk_asgi.testing import FakeClock, MockClerk
 
 pytestmark = pytest.mark.anyio
 
 ORIGIN = "https://app.example.com"
 SIGN_IN_URL = "https://accounts.example.com/sign-in"
 
-#: security-cases §0, in Clerk's pattern syntax (subtrees as ``:path*``).
+#: The site's rules, in Clerk's pattern syntax (subtrees as ``:path*``).
 RULES = (
     Rule.public("/", "/health", "/sign-in/:path*", "/public/:path*"),
     Rule.protect("/admin/:path*", role="org:admin"),
     Rule.api("/api/admin/:path*", role="org:admin"),
     Rule.api("/api/:path*"),
 )
-#: The same table in the ``(.*)`` form of DESIGN.md §1.
+#: The same table in the ``(.*)`` form (docs/rules.md "Pattern syntax").
 WILDCARD_RULES = (
     Rule.public("/", "/health", "/sign-in/:path*", "/public/:path*"),
     Rule.protect("/admin(.*)", role="org:admin"),
@@ -90,7 +89,7 @@ def _refusal(
     return Answer(status, headers, body)
 
 
-#: DENY for a request that is not a page navigation, no token (security-cases §0).
+#: DENY: the answer to a request without a token that is not a page navigation.
 DENY = _refusal(
     401,
     "signed-out",
@@ -138,7 +137,7 @@ def sign_in_redirect(redirect_url_param: str) -> Answer:
 
 @dataclass
 class Site:
-    """The reference site: the ASGI app to call and what reached it."""
+    """The site: the ASGI app to call and what reached it."""
 
     app: ASGIApp
     handled: list[tuple[str, str]] = field(default_factory=list)
@@ -152,7 +151,7 @@ class Site:
 
 
 def build_site(clerk: MockClerk, clock: FakeClock, rules: Sequence[Rule] = RULES) -> Site:
-    """Reference routes (with Mounts and a catch-all) behind ClerkMiddleware, called directly."""
+    """The site's routes (with Mounts and a catch-all) behind ClerkMiddleware."""
     handled: list[tuple[str, str]] = []
 
     def handler(name: str) -> Callable[[Request], Awaitable[Response]]:
@@ -200,7 +199,10 @@ def build_site(clerk: MockClerk, clock: FakeClock, rules: Sequence[Rule] = RULES
     return Site(ClerkMiddleware(Starlette(routes=routes), **options), handled)
 
 
-def bearer(clerk: MockClerk, clock: FakeClock, claims: dict[str, str]) -> tuple[str, str]:
+def authorization_for(
+    clerk: MockClerk, clock: FakeClock, claims: dict[str, str]
+) -> tuple[str, str]:
+    """The ``Authorization`` header (name, value) of a user signed in with ``claims``."""
     return ("authorization", f"Bearer {clerk.token(issued_at=clock.now, **claims)}")
 
 
@@ -269,13 +271,13 @@ def client(app: ASGIApp) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=ORIGIN)
 
 
-async def test_baseline_reference_site_routes_allowed_requests(
+async def test_baseline_allowed_requests_reach_the_routed_handler(
     clerk: MockClerk, clock: FakeClock
 ) -> None:
-    """Baseline for cases 61-74: allowed requests reach the handler the router picks."""
+    """Baseline: allowed requests reach the handler the router picks."""
     site = build_site(clerk, clock)
-    admin = [bearer(clerk, clock, ADMIN)]
-    member = [bearer(clerk, clock, MEMBER)]
+    admin = [authorization_for(clerk, clock, ADMIN)]
+    member = [authorization_for(clerk, clock, MEMBER)]
     expected = [
         ("/", (), "home", None, []),
         ("/public/a/b", (), "public", None, []),
@@ -293,22 +295,22 @@ async def test_baseline_reference_site_routes_allowed_requests(
 
 
 # ---------------------------------------------------------------------------------------------
-# 61-63: percent-encoding. The router dispatches on the decoded path, so the middleware must too
+# Percent-encoding: the router dispatches on the decoded path, so the middleware does too
 # ---------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     "target", ["/api%2Fadmin/users", "/api%2fadmin%2fusers", "/api%2Fadmin%2Fusers"]
 )
-async def test_case_61_encoded_slash_is_the_admin_area(
+async def test_encoded_slash_is_the_admin_area(
     clerk: MockClerk, clock: FakeClock, target: str
 ) -> None:
-    """Case 61: an encoded '/' is classified as the separator the router decodes it to."""
+    """An encoded '/' is classified as the separator the router decodes it to."""
     site = build_site(clerk, clock)
     async with client(site) as c:
         anonymous = await c.get(target)
-        member = await c.get(target, headers=[bearer(clerk, clock, MEMBER)])
-        admin = await c.get(target, headers=[bearer(clerk, clock, ADMIN)])
+        member = await c.get(target, headers=[authorization_for(clerk, clock, MEMBER)])
+        admin = await c.get(target, headers=[authorization_for(clerk, clock, ADMIN)])
     assert answer_of(anonymous) == DENY
     assert answer_of(member) == FORBID
     assert admin.status_code == 200
@@ -324,13 +326,13 @@ async def test_case_61_encoded_slash_is_the_admin_area(
     "target",
     ["/api/%61dmin/users", "/%61dmin", "/ad%6Din/x", "/%61%64%6d%69%6e/users/1", "/api/a%64min/x"],
 )
-async def test_case_62_encoded_ordinary_characters_are_decoded_once(
+async def test_encoded_ordinary_characters_are_decoded_once(
     clerk: MockClerk, clock: FakeClock, target: str
 ) -> None:
-    """Case 62: '/api/%61dmin/users' is '/api/admin/users': DENY anonymous, FORBID a member."""
+    """'/api/%61dmin/users' is '/api/admin/users': DENY anonymous, FORBID a member."""
     site = build_site(clerk, clock)
     assert await send_raw(site, target) == DENY
-    assert await send_raw(site, target, headers=[bearer(clerk, clock, MEMBER)]) == FORBID
+    assert await send_raw(site, target, headers=[authorization_for(clerk, clock, MEMBER)]) == FORBID
     assert site.handled == []
 
 
@@ -338,20 +340,20 @@ async def test_case_62_encoded_ordinary_characters_are_decoded_once(
     ("target", "decoded"),
     [("/api/%2561dmin/users", "/api/%61dmin/users"), ("/%2561dmin", "/%61dmin")],
 )
-async def test_case_63_double_encoding_never_reaches_the_admin_handler(
+async def test_double_encoding_never_reaches_the_admin_handler(
     clerk: MockClerk, clock: FakeClock, target: str, decoded: str
 ) -> None:
-    """Case 63: '%2561' decodes once to '%61'; DENY anonymous, and no admin handler runs."""
+    """'%2561' decodes once to '%61'; DENY anonymous, and no admin handler runs."""
     site = build_site(clerk, clock)
     assert await send_raw(site, target) == DENY
-    answer = await send_raw(site, target, headers=[bearer(clerk, clock, MEMBER)])
+    answer = await send_raw(site, target, headers=[authorization_for(clerk, clock, MEMBER)])
     assert answer.status == 200
     assert answer.json()["handler"] == "catch-all"
     assert site.handled == [("catch-all", decoded)]
 
 
 # ---------------------------------------------------------------------------------------------
-# 64-65: repeated slashes and dot segments are never public
+# Repeated slashes and dot segments are never public
 # ---------------------------------------------------------------------------------------------
 
 
@@ -370,19 +372,17 @@ async def test_case_63_double_encoding_never_reaches_the_admin_handler(
         "//health",
     ],
 )
-async def test_case_64_repeated_slashes_are_denied(
-    clerk: MockClerk, clock: FakeClock, target: str
-) -> None:
-    """Case 64: paths with '//' get DENY without a token, catch-all and Mounts included."""
+async def test_repeated_slashes_are_denied(clerk: MockClerk, clock: FakeClock, target: str) -> None:
+    """Paths with '//' get DENY without a token, catch-all and Mounts included."""
     site = build_site(clerk, clock)
     assert await send_raw(site, target) == DENY
     assert site.handled == []
 
 
-async def test_case_64_repeated_slashes_redirect_navigations_to_their_own_path(
+async def test_repeated_slashes_redirect_navigations_to_their_own_path(
     clerk: MockClerk, clock: FakeClock
 ) -> None:
-    """Case 64: a navigation to '//admin' is sent to sign-in, coming back to '//admin' here."""
+    """A navigation to '//admin' is sent to sign-in, coming back to '//admin' here."""
     site = build_site(clerk, clock)
     answer = await send_raw(site, "//admin", headers=NAVIGATION)
     assert answer == sign_in_redirect("https%3A%2F%2Fapp.example.com%2F%2Fadmin")
@@ -390,12 +390,12 @@ async def test_case_64_repeated_slashes_redirect_navigations_to_their_own_path(
 
 
 @pytest.mark.parametrize("target", ["/admin//x", "/admin/users//1", "/api/admin//users"])
-async def test_case_64_repeated_slashes_keep_the_admin_role_check(
+async def test_repeated_slashes_keep_the_admin_role_check(
     clerk: MockClerk, clock: FakeClock, target: str
 ) -> None:
-    """Case 64: a signed-in member cannot reach an admin Mount through '//'."""
+    """A signed-in member cannot reach an admin Mount through '//'."""
     site = build_site(clerk, clock)
-    assert await send_raw(site, target, headers=[bearer(clerk, clock, MEMBER)]) == FORBID
+    assert await send_raw(site, target, headers=[authorization_for(clerk, clock, MEMBER)]) == FORBID
     assert site.handled == []
 
 
@@ -418,19 +418,19 @@ async def test_case_64_repeated_slashes_keep_the_admin_role_check(
         "/./admin",
     ],
 )
-async def test_case_65_dot_segments_are_never_public(
+async def test_dot_segments_are_never_public(
     clerk: MockClerk, clock: FakeClock, target: str
 ) -> None:
-    """Case 65: a dot segment (literal or encoded) under a public subtree gets DENY."""
+    """A dot segment (literal or encoded) under a public subtree gets DENY."""
     site = build_site(clerk, clock)
     assert await send_raw(site, target) == DENY
     assert site.handled == []
 
 
-async def test_case_65_dot_segment_navigation_is_redirected_with_the_path_as_received(
+async def test_dot_segment_navigation_is_redirected_with_the_path_as_received(
     clerk: MockClerk, clock: FakeClock
 ) -> None:
-    """Case 65: a navigation to '/public/%2e%2e/admin' goes to sign-in; redirect_url keeps it."""
+    """A navigation to '/public/%2e%2e/admin' goes to sign-in; redirect_url keeps it."""
     site = build_site(clerk, clock)
     answer = await send_raw(site, "/public/%2e%2e/admin", headers=NAVIGATION)
     assert answer == sign_in_redirect("https%3A%2F%2Fapp.example.com%2Fpublic%2F%252e%252e%2Fadmin")
@@ -438,7 +438,7 @@ async def test_case_65_dot_segment_navigation_is_redirected_with_the_path_as_rec
 
 
 # ---------------------------------------------------------------------------------------------
-# 66-67: prefix boundaries, precedence, default-deny
+# Prefix boundaries, precedence, default-deny
 # ---------------------------------------------------------------------------------------------
 
 
@@ -456,10 +456,10 @@ async def test_case_65_dot_segment_navigation_is_redirected_with_the_path_as_rec
         "/health.json",
     ],
 )
-async def test_case_66_siblings_of_public_subtrees_are_denied(
+async def test_siblings_of_public_subtrees_are_denied(
     clerk: MockClerk, clock: FakeClock, target: str
 ) -> None:
-    """Case 66: '/sign-in-admin', '/publicity/...' are not under '/sign-in' or '/public'."""
+    """'/sign-in-admin', '/publicity/...' are not under '/sign-in' or '/public'."""
     site = build_site(clerk, clock)
     async with client(site) as c:
         assert answer_of(await c.get(target)) == DENY
@@ -478,10 +478,10 @@ async def test_case_66_siblings_of_public_subtrees_are_denied(
         ("/", "home"),
     ],
 )
-async def test_case_66_public_subtrees_themselves_stay_public(
+async def test_public_subtrees_themselves_stay_public(
     clerk: MockClerk, clock: FakeClock, target: str, name: str
 ) -> None:
-    """Case 66 (control): 'X' and 'X/...' of a public subtree run their handler without a token."""
+    """Control: 'X' and 'X/...' of a public subtree run their handler without a token."""
     site = build_site(clerk, clock)
     async with client(site) as c:
         response = await c.get(target)
@@ -489,10 +489,10 @@ async def test_case_66_public_subtrees_themselves_stay_public(
     assert response.json() == {"handler": name, "user_id": None, "x_user_id": []}
 
 
-async def test_case_67_first_matching_rule_wins_and_unmatched_paths_are_protected(
+async def test_first_matching_rule_wins_and_unmatched_paths_are_protected(
     clerk: MockClerk, clock: FakeClock
 ) -> None:
-    """Case 67: admin listed before a public '/api/:path*/docs' keeps /api/admin/docs admin."""
+    """Admin listed before a public '/api/:path*/docs' keeps /api/admin/docs admin."""
     rules = (
         RULES[0],
         RULES[1],
@@ -501,7 +501,7 @@ async def test_case_67_first_matching_rule_wins_and_unmatched_paths_are_protecte
         RULES[3],
     )
     site = build_site(clerk, clock, rules)
-    member = [bearer(clerk, clock, MEMBER)]
+    member = [authorization_for(clerk, clock, MEMBER)]
     assert await send_raw(site, "/api/admin/docs") == DENY
     assert await send_raw(site, "/api/admin/docs", headers=member) == FORBID
     assert await send_raw(site, "/brand-new-feature") == DENY
@@ -514,7 +514,7 @@ async def test_case_67_first_matching_rule_wins_and_unmatched_paths_are_protecte
 
 
 # ---------------------------------------------------------------------------------------------
-# 68: the query string never widens; an encoded '?' stays part of the path
+# The query string never widens; an encoded '?' stays part of the path
 # ---------------------------------------------------------------------------------------------
 
 
@@ -530,29 +530,25 @@ async def test_case_67_first_matching_rule_wins_and_unmatched_paths_are_protecte
         "/brand-new?/public/x",
     ],
 )
-async def test_case_68_query_string_never_makes_a_path_public(
+async def test_query_string_never_makes_a_path_public(
     clerk: MockClerk, clock: FakeClock, target: str
 ) -> None:
-    """Case 68: classification uses the path only; '?/public' in query or path opens nothing."""
+    """Classification uses the path only; '?/public' in query or path opens nothing."""
     site = build_site(clerk, clock)
     assert await send_raw(site, target) == DENY
     assert site.handled == []
 
 
-async def test_case_68_query_string_never_narrows_either(
-    clerk: MockClerk, clock: FakeClock
-) -> None:
-    """Case 68: '/public?x=/admin' is public; the query is the handler's business."""
+async def test_query_string_never_narrows_either(clerk: MockClerk, clock: FakeClock) -> None:
+    """'/public?x=/admin' is public; the query is the handler's business."""
     site = build_site(clerk, clock)
     answer = await send_raw(site, "/public/page?x=/admin")
     assert answer.status == 200
     assert answer.json() == {"handler": "public", "user_id": None, "x_user_id": []}
 
 
-async def test_case_68_navigation_redirect_keeps_the_query(
-    clerk: MockClerk, clock: FakeClock
-) -> None:
-    """Case 68: a navigation to '/admin?next=/public' comes back to exactly that URL."""
+async def test_navigation_redirect_keeps_the_query(clerk: MockClerk, clock: FakeClock) -> None:
+    """A navigation to '/admin?next=/public' comes back to exactly that URL."""
     site = build_site(clerk, clock)
     answer = await send_raw(site, "/admin?next=/public", headers=NAVIGATION)
     assert answer == sign_in_redirect("https%3A%2F%2Fapp.example.com%2Fadmin%3Fnext%3D%2Fpublic")
@@ -562,17 +558,17 @@ async def test_case_68_navigation_redirect_keeps_the_query(
     "target",
     ["/admin/users/1%3Fx", "/admin/x%23y", "/api/admin/users/1%3Fx", "/api/admin/x%23y%3F"],
 )
-async def test_case_68_encoded_question_mark_keeps_the_admin_role_check(
+async def test_encoded_question_mark_keeps_the_admin_role_check(
     clerk: MockClerk, clock: FakeClock, target: str
 ) -> None:
-    """Case 68: an encoded '?' or '#' inside the admin subtree still requires the admin role."""
+    """An encoded '?' or '#' inside the admin subtree still requires the admin role."""
     site = build_site(clerk, clock)
-    assert await send_raw(site, target, headers=[bearer(clerk, clock, MEMBER)]) == FORBID
+    assert await send_raw(site, target, headers=[authorization_for(clerk, clock, MEMBER)]) == FORBID
     assert site.handled == []
 
 
 # ---------------------------------------------------------------------------------------------
-# 59 and 69: through uvicorn's two HTTP parsers, over a loopback socket
+# Through uvicorn's two HTTP parsers, over a loopback socket
 # ---------------------------------------------------------------------------------------------
 
 #: Headers the server adds; not the middleware's business.
@@ -634,10 +630,10 @@ def without_transport_headers(answer: Answer) -> Answer:
     return Answer(answer.status, kept, answer.body)
 
 
-async def test_case_59_h11_merges_an_obs_fold_and_the_merged_token_is_rejected(
+async def test_h11_merges_an_obs_fold_and_the_merged_token_is_rejected(
     clerk: MockClerk, clock: FakeClock
 ) -> None:
-    """Case 59: h11 turns 'Bearer <T>\\r\\n BBB' into '<T> BBB', which is refused as malformed."""
+    """h11 turns 'Bearer <T>\\r\\n BBB' into '<T> BBB', which is refused as malformed."""
     site = build_site(clerk, clock)
     token = clerk.token(issued_at=clock.now, **MEMBER).encode("ascii")
     async with serving(site, "h11") as port:
@@ -666,10 +662,10 @@ async def test_case_59_h11_merges_an_obs_fold_and_the_merged_token_is_rejected(
         ("httptools", (b"Authorization: Bearer A\x00A",)),
     ],
 )
-async def test_case_59_malformed_header_lines_never_reach_the_middleware(
+async def test_malformed_header_lines_never_reach_the_middleware(
     clerk: MockClerk, clock: FakeClock, http: str, header_lines: tuple[bytes, ...]
 ) -> None:
-    """Case 59: obs-fold (httptools), space before ':' and NUL are a 400 from the server."""
+    """Obs-fold (httptools), space before ':' and NUL are a 400 from the server."""
     site = build_site(clerk, clock)
     async with serving(site, http) as port:
         answer = await exchange(port, raw_get("/api/me", *header_lines))
@@ -677,7 +673,7 @@ async def test_case_59_malformed_header_lines_never_reach_the_middleware(
     assert site.arrived == []
 
 
-#: Case 69 request-targets: fragments and absolute-form.
+#: Request-targets with a fragment, or in absolute-form (RFC 9112 section 3.2.2).
 FRAGMENT_TARGETS = (
     "/admin#/public",
     "/api/admin/users#x",
@@ -689,10 +685,10 @@ FRAGMENT_TARGETS = (
 
 
 @pytest.mark.parametrize("http", ["h11", "httptools"])
-async def test_case_69_fragments_and_absolute_form_are_denied_by_both_parsers(
+async def test_fragments_and_absolute_form_are_denied_by_both_parsers(
     clerk: MockClerk, clock: FakeClock, http: str
 ) -> None:
-    """Case 69: '#' fragments and absolute-form targets get DENY, whatever the parser keeps."""
+    """'#' fragments and absolute-form targets get DENY, whatever the parser keeps."""
     site = build_site(clerk, clock)
     async with serving(site, http) as port:
         answers = [await exchange(port, raw_get(target)) for target in FRAGMENT_TARGETS]
@@ -708,10 +704,10 @@ async def test_case_69_fragments_and_absolute_form_are_denied_by_both_parsers(
         "httptools",
     ],
 )
-async def test_case_69_fragment_keeps_the_admin_role_check(
+async def test_fragment_keeps_the_admin_role_check(
     clerk: MockClerk, clock: FakeClock, http: str
 ) -> None:
-    """Case 69: a member's 'GET /admin/users/1#x' is refused 403 under either parser."""
+    """A member's 'GET /admin/users/1#x' is refused 403 under either parser."""
     site = build_site(clerk, clock)
     token = clerk.token(issued_at=clock.now, **MEMBER).encode("ascii")
     async with serving(site, http) as port:
@@ -723,7 +719,7 @@ async def test_case_69_fragment_keeps_the_admin_role_check(
 
 
 # ---------------------------------------------------------------------------------------------
-# 70: case, trailing slash, ';', odd bytes
+# Letter case, trailing slash, ';', odd bytes
 # ---------------------------------------------------------------------------------------------
 
 
@@ -748,30 +744,30 @@ async def test_case_69_fragment_keeps_the_admin_role_check(
         "/sign-in\\..\\admin",
     ],
 )
-async def test_case_70_case_slash_semicolon_and_odd_bytes_are_denied(
+async def test_case_slash_semicolon_and_odd_bytes_are_denied(
     clerk: MockClerk, clock: FakeClock, target: str
 ) -> None:
-    """Case 70: '/ADMIN', '/admin/', ';', NUL, whitespace, '\\', full-width: DENY, no handler."""
+    """'/ADMIN', '/admin/', ';', NUL, whitespace, '\\', full-width: DENY, no handler."""
     site = build_site(clerk, clock)
     assert await send_raw(site, target) == DENY
     assert site.handled == []
 
 
 @pytest.mark.parametrize("target", ["/admin/", "/ADMIN", "/Admin/users/1", "/admin/users/1/"])
-async def test_case_70_trailing_slash_and_case_variants_keep_the_admin_role_check(
+async def test_trailing_slash_and_case_variants_keep_the_admin_role_check(
     clerk: MockClerk, clock: FakeClock, target: str
 ) -> None:
-    """Case 70: '/admin/' (which Mount('/admin') serves) and case variants FORBID a member."""
+    """'/admin/' (which Mount('/admin') serves) and case variants FORBID a member."""
     site = build_site(clerk, clock)
-    assert await send_raw(site, target, headers=[bearer(clerk, clock, MEMBER)]) == FORBID
+    assert await send_raw(site, target, headers=[authorization_for(clerk, clock, MEMBER)]) == FORBID
     assert site.handled == []
 
 
 @pytest.mark.parametrize("target", ["/admin/users/1%0Ax", "/api/admin/users/1%0Ax"])
-async def test_case_70_newline_keeps_the_admin_role_check(
+async def test_newline_keeps_the_admin_role_check(
     clerk: MockClerk, clock: FakeClock, target: str
 ) -> None:
-    """Case 70: with '/admin(.*)' rules, an encoded newline does not skip the role check."""
+    """With '/admin(.*)' rules, an encoded newline does not skip the role check."""
     reached: list[str] = []
     app = FastAPI()
 
@@ -785,21 +781,21 @@ async def test_case_70_newline_keeps_the_admin_role_check(
         rules=list(WILDCARD_RULES), clock=clock, sign_in_url=SIGN_IN_URL, public_origin=ORIGIN
     )
     site = ClerkMiddleware(app, **options)
-    assert await send_raw(site, target, headers=[bearer(clerk, clock, MEMBER)]) == FORBID
+    assert await send_raw(site, target, headers=[authorization_for(clerk, clock, MEMBER)]) == FORBID
     assert reached == []
 
 
 # ---------------------------------------------------------------------------------------------
-# 71: root_path and mounts
+# root_path and mounts
 # ---------------------------------------------------------------------------------------------
 
 
-async def test_case_71a_root_path_is_stripped_like_the_router_does(
+async def test_root_path_is_stripped_like_the_router_does(
     clerk: MockClerk, clock: FakeClock
 ) -> None:
-    """Case 71a: under --root-path /prefix, '/api/admin/users' is the admin API, as routed."""
+    """Under --root-path /prefix, '/api/admin/users' is the admin API, as routed."""
     site = build_site(clerk, clock)
-    admin = [bearer(clerk, clock, ADMIN)]
+    admin = [authorization_for(clerk, clock, ADMIN)]
     assert await send_raw(site, "/api/admin/users", root_path="/prefix") == DENY
     assert await send_raw(site, "/prefix/api/admin/users", root_path="/prefix") == DENY
     assert site.handled == []
@@ -812,26 +808,24 @@ async def test_case_71a_root_path_is_stripped_like_the_router_does(
     assert site.handled == [("api-admin-users", "/prefix/api/admin/users")]
 
 
-async def test_case_71a_redirect_url_includes_the_root_path(
-    clerk: MockClerk, clock: FakeClock
-) -> None:
-    """Case 71a: a navigation under root_path returns to the full public URL, prefix included."""
+async def test_redirect_url_includes_the_root_path(clerk: MockClerk, clock: FakeClock) -> None:
+    """A navigation under root_path returns to the full public URL, prefix included."""
     site = build_site(clerk, clock)
     answer = await send_raw(site, "/admin", root_path="/prefix", headers=NAVIGATION)
     assert answer == sign_in_redirect("https%3A%2F%2Fapp.example.com%2Fprefix%2Fadmin")
 
 
-async def test_case_71b_middleware_on_a_mounted_child_app(
-    clerk: MockClerk, clock: FakeClock
-) -> None:
-    """Case 71b: middleware on a child app mounted at /app sees '/app/admin' as '/admin'."""
+async def test_middleware_on_a_mounted_child_app(clerk: MockClerk, clock: FakeClock) -> None:
+    """Middleware on a child app mounted at /app sees '/app/admin' as '/admin'."""
     site = build_site(clerk, clock)
     parent = FastAPI()
     parent.mount("/app", site)
     async with client(parent) as c:
         anonymous = await c.get("/app/admin")
         navigation = await c.get("/app/admin/users/1", headers=dict(NAVIGATION))
-        member = await c.get("/app/api/admin/users", headers=[bearer(clerk, clock, MEMBER)])
+        member = await c.get(
+            "/app/api/admin/users", headers=[authorization_for(clerk, clock, MEMBER)]
+        )
         public = await c.get("/app/public/x")
     assert answer_of(anonymous) == DENY
     assert answer_of(navigation) == sign_in_redirect(
@@ -842,15 +836,15 @@ async def test_case_71b_middleware_on_a_mounted_child_app(
     assert site.handled == [("public", "/app/public/x")]
 
 
-async def test_case_71c_root_path_without_a_separator_is_not_stripped(
+async def test_root_path_without_a_separator_is_not_stripped(
     clerk: MockClerk, clock: FakeClock
 ) -> None:
-    """Case 71c: root_path '/prefix' and path '/prefixadmin' is '/prefixadmin': protected."""
+    """root_path '/prefix' and path '/prefixadmin' is '/prefixadmin': protected."""
     site = build_site(clerk, clock)
     assert await send_raw(site, "/prefixadmin", root_path="/prefix", path="/prefixadmin") == DENY
     assert site.handled == []
     # classified as an unmatched path (sign-in required), not as /admin (admin role required)
-    member = [bearer(clerk, clock, MEMBER)]
+    member = [authorization_for(clerk, clock, MEMBER)]
     answer = await send_raw(
         site, "/prefixadmin", root_path="/prefix", path="/prefixadmin", headers=member
     )
@@ -859,7 +853,7 @@ async def test_case_71c_root_path_without_a_separator_is_not_stripped(
 
 
 # ---------------------------------------------------------------------------------------------
-# 72-73: no header and no method skips the check
+# No header and no method skips the check
 # ---------------------------------------------------------------------------------------------
 
 
@@ -882,19 +876,19 @@ async def test_case_71c_root_path_without_a_separator_is_not_stripped(
     ],
 )
 @pytest.mark.parametrize("target", ["/admin", "/api/admin/users", "/brand-new"])
-async def test_case_72_bypass_headers_are_ignored(
+async def test_bypass_headers_are_ignored(
     clerk: MockClerk, clock: FakeClock, header: tuple[str, str], target: str
 ) -> None:
-    """Case 72: no rewrite, probe, debug or identity header skips or re-targets the check."""
+    """No rewrite, probe, debug or identity header skips or re-targets the check."""
     site = build_site(clerk, clock)
     assert await send_raw(site, target, headers=[header]) == DENY
     assert site.handled == []
 
 
-async def test_case_72_spoofed_identity_never_reaches_a_public_handler(
+async def test_spoofed_identity_never_reaches_a_public_handler(
     clerk: MockClerk, clock: FakeClock
 ) -> None:
-    """Case 72: 'x-user-id: user_admin' on a public route is removed before the handler."""
+    """'x-user-id: user_admin' on a public route is removed before the handler."""
     site = build_site(clerk, clock)
     spoofed = [("x-user-id", "user_admin"), ("X_User_Id", "user_admin")]
     answer = await send_raw(site, "/public/x", headers=spoofed)
@@ -918,23 +912,23 @@ async def test_case_72_spoofed_identity_never_reaches_a_public_handler(
     ],
 )
 @pytest.mark.parametrize("target", ["/admin", "/api/admin/users", "/brand-new"])
-async def test_case_73_every_method_is_checked(
+async def test_every_method_is_checked(
     clerk: MockClerk,
     clock: FakeClock,
     method: str,
     headers: tuple[tuple[str, str], ...],
     target: str,
 ) -> None:
-    """Case 73: auth is enforced for every method, odd and lowercase ones included (no redirect)."""
+    """Auth is enforced for every method, odd and lowercase ones included (no redirect)."""
     site = build_site(clerk, clock)
     assert await send_raw(site, target, method=method, headers=headers) == DENY
     assert site.handled == []
 
 
-async def test_case_73_only_a_cors_preflight_outside_the_middleware_is_exempt(
+async def test_only_a_cors_preflight_outside_the_middleware_is_exempt(
     clerk: MockClerk, clock: FakeClock
 ) -> None:
-    """Case 73: CORSMiddleware outside answers a real preflight; a bare OPTIONS still gets 401."""
+    """CORSMiddleware outside answers a real preflight; a bare OPTIONS still gets 401."""
     site = build_site(clerk, clock)
     app = CORSMiddleware(site, allow_origins=[ORIGIN], allow_methods=["GET"])
     preflight = await send_raw(
@@ -953,7 +947,7 @@ async def test_case_73_only_a_cors_preflight_outside_the_middleware_is_exempt(
 
 
 # ---------------------------------------------------------------------------------------------
-# 74: 8 KiB hostile paths (the answer only; the cost is measured by the benchmark)
+# 8 KiB hostile paths (the answer only; the cost is measured by the benchmark)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -967,10 +961,10 @@ async def test_case_73_only_a_cors_preflight_outside_the_middleware_is_exempt(
         "/admin/" + "a/" * 4000,
     ],
 )
-async def test_case_74_hostile_long_paths_are_denied(
+async def test_hostile_long_paths_are_denied(
     clerk: MockClerk, clock: FakeClock, target: str
 ) -> None:
-    """Case 74: 8 KiB paths built to stress the patterns still get DENY, no handler."""
+    """8 KiB paths built to stress the patterns still get DENY, no handler."""
     site = build_site(clerk, clock)
     assert len(target) <= 8 * 1024
     assert await send_raw(site, target) == DENY

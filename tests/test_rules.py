@@ -1,4 +1,4 @@
-"""The route-pattern compiler and RuleMatcher (reference/clerk-semantics.md §7).
+"""The route-pattern compiler and RuleMatcher: Clerk's createRouteMatcher syntax (docs/rules.md).
 
 Tables, like uvicorn's ``tests/middleware/test_proxy_headers.py``: each row is one input and
 the answer the matcher must give. End-to-end path cases through a real app live in
@@ -19,7 +19,7 @@ from clerk_asgi._rules import Pattern, RuleMatcher, route_path
 # A default that no row of the pattern table uses, so "matched" means "the rule under test".
 DEFAULT = Rule.protect()
 
-#: 8 KiB of path, for the cost cases (security-cases §G case 74).
+#: 8 KiB of path, for the hostile long paths.
 KIB8 = 8 * 1024
 
 
@@ -37,7 +37,7 @@ def matches(pattern: Pattern, path: str) -> bool:
 @pytest.mark.parametrize(
     ("pattern", "path", "expected"),
     [
-        # "/sign-in(.*)": a prefix wildcard, which also matches siblings (§7)
+        # "/sign-in(.*)": a prefix wildcard, which also matches siblings (docs/rules.md)
         ("/sign-in(.*)", "/sign-in", True),
         ("/sign-in(.*)", "/SIGN-IN", True),
         ("/sign-in(.*)", "/sign-in/", True),
@@ -484,7 +484,7 @@ def test_empty_segments_stay_in_the_subtree(path: str) -> None:
         ("/prefix", "/prefix", ""),
         ("/prefix/prefix/admin", "/prefix", "/prefix/admin"),
         ("/a/b/c", "/a/b", "/c"),
-        # case 71c: not at a segment boundary, so nothing is stripped
+        # not at a segment boundary, so nothing is stripped
         ("/prefixadmin", "/prefix", "/prefixadmin"),
         ("/prefix-admin", "/prefix", "/prefix-admin"),
         # a path outside root_path is used as it is
@@ -502,7 +502,7 @@ def test_route_path(path: str, root_path: str | None, expected: str) -> None:
 
 
 def test_prefix_without_separator_is_classified_as_it_is() -> None:
-    """Case 71c: root_path /prefix and path /prefixadmin match no rule and get the default."""
+    """root_path /prefix and path /prefixadmin match no rule and get the default."""
     home = Rule.public("/")
     matcher = RuleMatcher([home, ADMIN], DEFAULT)
     assert matcher.match(route_path({"path": "/prefixadmin", "root_path": "/prefix"})) is DEFAULT
@@ -511,7 +511,7 @@ def test_prefix_without_separator_is_classified_as_it_is() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Case 74: hostile 8 KiB paths get the right answer for every pattern kind (no timing here;
+# Hostile 8 KiB paths get the right answer for every pattern kind (no timing here;
 # the cost is measured by the benchmark)
 # ---------------------------------------------------------------------------------------------
 
@@ -523,7 +523,7 @@ def _path(head: str, unit: str, tail: str = "") -> str:
 
 @pytest.mark.parametrize("pattern", ["/:a-:b", "/(.*)-(.*)", "/:from-:to/x", "/files/:name.:ext"])
 def test_two_parameters_in_one_segment_are_refused(pattern: str) -> None:
-    """Case 74: '/:a-:b' (the CVE-2024-45296 shape) backtracks on hostile paths: refused."""
+    """'/:a-:b' (the CVE-2024-45296 shape) backtracks on hostile paths: refused."""
     with pytest.raises(ConfigurationError, match="two parameters or groups in one segment"):
         RuleMatcher([Rule.protect(pattern)], DEFAULT)
 
@@ -568,7 +568,7 @@ def test_two_parameters_in_one_segment_are_refused(pattern: str) -> None:
 def test_hostile_long_paths_get_the_right_answer(
     pattern: Pattern, path: str, expected: bool
 ) -> None:
-    """Case 74: an 8 KiB path built against a pattern's structure is still classified right."""
+    """An 8 KiB path built against a pattern's structure is still classified right."""
     assert len(path) <= KIB8
     assert len(path) > KIB8 - 8
     assert matches(pattern, path) is expected
@@ -586,7 +586,7 @@ def test_hostile_long_paths_get_the_right_answer(
     ],
 )
 def test_hostile_long_paths_against_the_whole_table(path: str, expected_kind: str) -> None:
-    """Case 74: 8 KiB paths through a full table (one combined regex) get the right rule."""
+    """8 KiB paths through a full table (one combined regex) get the right rule."""
     assert RuleMatcher(ODD_TABLE, DEFAULT).match(path).kind == expected_kind
 
 

@@ -7,9 +7,7 @@ import pytest
 from fastapi import Depends, FastAPI
 
 from clerk_asgi import Auth, ClerkMiddleware, Rule, current_auth, require_auth
-from clerk_asgi.testing import MockClerk
-
-from .conftest import FakeClock
+from clerk_asgi.testing import FakeClock, MockClerk
 
 pytestmark = pytest.mark.anyio
 

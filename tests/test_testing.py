@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from clerk_asgi import ClerkMiddleware, Rule, get_auth
 from clerk_asgi.testing import (
+    FakeClock,
     JWKSTransport,
     KeyPair,
     MockClerk,
@@ -30,8 +31,6 @@ from clerk_asgi.testing import (
     jwks_handler,
     mint_session_token,
 )
-
-from .conftest import FakeClock
 
 pytestmark = pytest.mark.anyio
 

@@ -1,7 +1,8 @@
-"""Token extraction: the Authorization header and the ``__session`` cookie (clerk-semantics §1).
+"""Token extraction: the Authorization header and the ``__session`` cookie, as Clerk reads them.
 
 Pure functions, so one table per function, grouped by comment headings. End-to-end precedence
-(header over cookie, two Authorization headers) is pinned in test_middleware.py.
+(header over cookie, two Authorization headers) is pinned in test_token_sources.py and
+test_session_cookie.py.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""WebSockets and other ASGI scope types (security-cases §L, cases 100-105).
+"""WebSockets and other ASGI scope types: refused before accept, never redirected.
 
 A WebSocket is refused before ``accept``: with the HTTP denial response when the server offers
-the ``websocket.http.response`` extension (Starlette's TestClient does), else with close code
-1008. Never a redirect. Tests use ``TestClient`` end to end and hand-built scopes where the
-exact ASGI messages matter.
+the ASGI ``websocket.http.response`` extension (Starlette's TestClient does), else with close
+code 1008, policy violation (RFC 6455 section 7.4.1). Never a redirect (docs/responses.md
+"WebSockets"). Tests use ``TestClient`` end to end and hand-built scopes where the exact ASGI
+messages matter.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient, WebSocketDenialResponse
 
 from clerk_asgi import Auth, ClerkMiddleware, Rule, current_auth
-from clerk_asgi.testing import MockClerk
+from clerk_asgi.testing import FakeClock, MockClerk
 
-from .conftest import FakeClock
+from .helpers import bearer
 
 WSS = "wss://app.example.com"
 ORIGIN = "https://app.example.com"
@@ -107,10 +108,6 @@ def ws_client(clerk: MockClerk, clock: FakeClock, calls: list[str]) -> Iterator[
         yield tc
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
-
-
 def denial_headers(response: WebSocketDenialResponse) -> dict[str, str]:
     """The denial's headers (each once), less the content-length httpx computes itself."""
     names = [n for n, _ in response.headers.multi_items()]
@@ -177,14 +174,14 @@ def middleware(app: ASGIApp, clerk: MockClerk, clock: FakeClock) -> ClerkMiddlew
     return ClerkMiddleware(app, **clerk.middleware_options(rules=RULES, clock=clock))
 
 
-# -- Cases 100, 101: refused before accept -----------------------------------------------------
+# -- Refused before accept -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("path", ["/ws/admin", "/ws/api/feed", "/ws/elsewhere"])
 def test_signed_out_websocket_gets_a_401_denial_response(
     ws_client: TestClient, calls: list[str], path: str
 ) -> None:
-    """Case 100: protect/api/default WebSocket, no token -> HTTP 401 denial, app never called."""
+    """A protect/api/default WebSocket without a token gets an HTTP 401 denial; no app call."""
     with (
         pytest.raises(WebSocketDenialResponse) as info,
         ws_client.websocket_connect(WSS + path, headers=BROWSERISH),
@@ -200,7 +197,7 @@ def test_signed_out_websocket_gets_a_401_denial_response(
 def test_signed_out_websocket_without_denial_extension_is_closed_with_1008(
     clerk: MockClerk, clock: FakeClock, calls: list[str], path: str
 ) -> None:
-    """Case 100: without the denial extension the handshake is closed with 1008 before accept."""
+    """Without the denial extension the handshake is closed with 1008 before accept."""
     app = without_denial_extension(ws_app(clerk, clock, calls))
     with (
         pytest.raises(WebSocketDisconnect) as info,
@@ -215,7 +212,7 @@ def test_signed_out_websocket_without_denial_extension_is_closed_with_1008(
 def test_signed_in_websocket_lacking_the_role_gets_a_403_denial(
     ws_client: TestClient, clerk: MockClerk, clock: FakeClock, calls: list[str]
 ) -> None:
-    """Case 100: has() fails -> 403 denial, never the unauthorized_url redirect."""
+    """A signed-in user failing has() gets a 403 denial, never the unauthorized_url redirect."""
     token = clerk.token(issued_at=clock.now)
     with (
         pytest.raises(WebSocketDenialResponse) as info,
@@ -238,7 +235,7 @@ def test_signed_in_websocket_lacking_the_role_gets_a_403_denial(
 
 
 def test_middleware_is_not_a_base_http_middleware(ws_client: TestClient, calls: list[str]) -> None:
-    """Case 101: pure ASGI (BaseHTTPMiddleware lets WebSockets through); protected WS refused."""
+    """Pure ASGI (BaseHTTPMiddleware lets WebSockets through); protected WS refused."""
     assert not issubclass(ClerkMiddleware, BaseHTTPMiddleware)
     with pytest.raises(WebSocketDisconnect), ws_client.websocket_connect(WSS + "/ws/admin"):
         pass  # pragma: no cover - the handshake is refused
@@ -262,7 +259,7 @@ async def test_denial_response_messages_are_exact(
     reason: str,
     auth_status: str,
 ) -> None:
-    """Case 100: with the extension, exactly a denial start + body; nothing reaches the app."""
+    """With the extension, exactly a denial start + body; nothing reaches the app."""
     spy = WSSpy()
     sent = await ws_call(middleware(spy, clerk, clock), ws_scope(path, headers))
     challenge = 'Bearer realm="clerk"'
@@ -298,7 +295,7 @@ async def test_denial_response_messages_are_exact(
 async def test_close_without_extension_is_a_single_1008_message(
     clerk: MockClerk, clock: FakeClock
 ) -> None:
-    """Case 100: without the extension, exactly one websocket.close 1008 carrying the reason."""
+    """Without the extension, exactly one websocket.close 1008 carrying the reason."""
     spy = WSSpy()
     sent = await ws_call(middleware(spy, clerk, clock), ws_scope("/ws/admin", denial=False))
     assert sent == [{"type": "websocket.close", "code": 1008, "reason": "session-token-missing"}]
@@ -333,7 +330,7 @@ def test_public_websocket_runs_signed_out(ws_client: TestClient, calls: list[str
     }
 
 
-# -- Case 102: cross-site WebSocket hijacking --------------------------------------------------
+# -- Cross-site WebSocket hijacking: a cookie session needs an allowed Origin ---------------------
 
 
 @pytest.mark.parametrize(
@@ -354,7 +351,7 @@ def test_cookie_websocket_needs_an_allowed_origin(
     calls: list[str],
     origin: dict[str, str],
 ) -> None:
-    """Case 102: a cookie-carried handshake without an allowed Origin is refused (401)."""
+    """A cookie-carried handshake without an allowed Origin is refused (401)."""
     headers = {"cookie": f"__session={clerk.token(issued_at=clock.now)}", **origin}
     with (
         pytest.raises(WebSocketDenialResponse) as info,
@@ -370,7 +367,7 @@ def test_cookie_websocket_needs_an_allowed_origin(
 def test_cookie_websocket_with_an_allowed_origin_is_accepted(
     ws_client: TestClient, clerk: MockClerk, clock: FakeClock
 ) -> None:
-    """Case 102: cookie + Origin in authorized_parties -> accepted."""
+    """Cookie + Origin in authorized_parties -> accepted."""
     headers = {"cookie": f"__session={clerk.token(issued_at=clock.now)}", "origin": ORIGIN}
     with ws_client.websocket_connect(WSS + "/ws/api/feed", headers=headers) as ws:
         ws.send_text("hi")
@@ -383,7 +380,7 @@ def test_cookie_websocket_with_an_allowed_origin_is_accepted(
 def test_bearer_websocket_needs_no_origin(
     ws_client: TestClient, clerk: MockClerk, clock: FakeClock, origin: dict[str, str]
 ) -> None:
-    """Case 102: a Bearer handshake (non-browser client) is accepted with any or no Origin."""
+    """A Bearer handshake (non-browser client) is accepted with any or no Origin."""
     headers = {**bearer(clerk.token(issued_at=clock.now)), **origin}
     with ws_client.websocket_connect(WSS + "/ws/api/feed", headers=headers) as ws:
         ws.send_text("hi")
@@ -393,7 +390,7 @@ def test_bearer_websocket_needs_no_origin(
 def test_cross_site_cookie_websocket_on_public_route_runs_signed_out(
     ws_client: TestClient, clerk: MockClerk, clock: FakeClock
 ) -> None:
-    """Case 102: on a public WebSocket the hijacked cookie session is signed out, not used."""
+    """On a public WebSocket the hijacked cookie session is signed out, not used."""
     headers = {
         "cookie": f"__session={clerk.token(issued_at=clock.now)}",
         "origin": "https://evil.example",
@@ -404,7 +401,7 @@ def test_cross_site_cookie_websocket_on_public_route_runs_signed_out(
     assert (reply["user_id"], reply["reason"]) == (None, "origin-not-authorized")
 
 
-# -- Case 103: identity header and path rules on WebSockets ------------------------------------
+# -- The identity header and path rules on WebSockets --------------------------------------------
 
 
 @pytest.mark.anyio
@@ -412,7 +409,7 @@ def test_cross_site_cookie_websocket_on_public_route_runs_signed_out(
 async def test_spoofed_identity_is_stripped_on_websockets(
     clerk: MockClerk, clock: FakeClock, path: str, injected: bool
 ) -> None:
-    """Case 103: every client spelling of x-user-id is removed; API WebSockets get exactly one."""
+    """Every client spelling of x-user-id is removed; API WebSockets get exactly one."""
     spy = WSSpy()
     authorization = (b"authorization", f"Bearer {clerk.token(issued_at=clock.now)}".encode())
     spoofs = [
@@ -446,7 +443,7 @@ async def test_spoofed_identity_is_stripped_on_websockets(
 async def test_path_rules_apply_to_websockets(
     clerk: MockClerk, clock: FakeClock, path: str, raw_path: bytes
 ) -> None:
-    """Case 103: encoded, cased and odd WebSocket paths are classified like HTTP ones: refused."""
+    """Encoded, cased and odd WebSocket paths are classified like HTTP ones: refused."""
     spy = WSSpy()
     sent = await ws_call(middleware(spy, clerk, clock), ws_scope(path, raw_path=raw_path))
     assert sent[0]["type"] == "websocket.http.response.start"
@@ -454,13 +451,13 @@ async def test_path_rules_apply_to_websockets(
     assert spy.scopes == []
 
 
-# -- Case 104: token expiry is checked at the handshake only ----------------------------------
+# -- Token expiry is checked at the handshake only -----------------------------------------------
 
 
 def test_open_websocket_outlives_its_token(
     ws_client: TestClient, clerk: MockClerk, clock: FakeClock
 ) -> None:
-    """Case 104 (DESIGN §6): expiry is checked at the handshake only; an open socket keeps going."""
+    """Expiry is checked at the handshake only; an open socket keeps going."""
     token = clerk.token(issued_at=clock.now, expires_in=60)
     with ws_client.websocket_connect(WSS + "/ws/api/feed", headers=bearer(token)) as ws:
         ws.send_text("before")
@@ -479,12 +476,12 @@ def test_open_websocket_outlives_its_token(
     assert info.value.headers["x-clerk-auth-reason"] == "token-expired"
 
 
-# -- Case 105: lifespan and unknown scope types -----------------------------------------------
+# -- Lifespan and unknown scope types -------------------------------------------------------------
 
 
 @pytest.mark.anyio
 async def test_lifespan_passes_through_untouched(clerk: MockClerk, clock: FakeClock) -> None:
-    """Case 105: a lifespan scope reaches the app as the very same objects, no auth added."""
+    """A lifespan scope reaches the app as the very same objects, no auth added."""
     seen: list[tuple[Scope, Receive, Send]] = []
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -512,7 +509,7 @@ async def test_lifespan_passes_through_untouched(clerk: MockClerk, clock: FakeCl
 
 
 def test_lifespan_runs_through_the_middleware_in_an_app(clerk: MockClerk, clock: FakeClock) -> None:
-    """Case 105: FastAPI startup and shutdown hooks run with the middleware installed."""
+    """FastAPI startup and shutdown hooks run with the middleware installed."""
     events: list[str] = []
     app = ws_app(clerk, clock, [])
     app.router.on_startup.append(lambda: events.append("startup"))
@@ -527,7 +524,7 @@ def test_lifespan_runs_through_the_middleware_in_an_app(clerk: MockClerk, clock:
 async def test_unknown_scope_types_are_refused_without_calling_the_app(
     clerk: MockClerk, clock: FakeClock, caplog: pytest.LogCaptureFixture, kind: str
 ) -> None:
-    """Case 105: unknown scope types fail closed: the app is not called and nothing is sent."""
+    """Unknown scope types fail closed: the app is not called and nothing is sent."""
     called: list[Scope] = []
     received: list[Message] = []
     sent: list[Message] = []

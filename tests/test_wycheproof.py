@@ -1,4 +1,4 @@
-"""Security case 19: Wycheproof RSASSA-PKCS1-v1_5 SHA-256 vectors against our own primitive.
+"""Project Wycheproof's RSASSA-PKCS1-v1_5 SHA-256 vectors against our own signature check.
 
 The vectors' messages are arbitrary bytes, not JWT signing inputs, so they go straight to
 ``verify_signature`` (the one call every token's signature goes through), with each group's
