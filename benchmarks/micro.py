@@ -299,7 +299,7 @@ class RSAOnly:
 
 
 class BareMiddleware:
-    """The least a middleware must do on every request by DESIGN.md §2, and nothing else: read
+    """The least an auth middleware must do on every request, and nothing else: read
     the headers once and look for ``x-user-id`` spellings, hand the app a copied scope holding
     the Auth, and watch ``send`` so that a late ``AuthError`` is never answered twice. What an
     anonymous visitor costs on a public route, short of skipping a rule."""
@@ -332,7 +332,7 @@ def bare_middleware_variant() -> Variant:
     return Variant(
         "bare-middleware",
         "asgi",
-        "public route, anonymous: a middleware doing only what every request needs (§2)",
+        "public route, anonymous: a middleware doing only what every request needs",
         asgi_variant(app, path, ""),
         baseline="baseline-public",
         check=asgi_check(app, path, "", 200, None),

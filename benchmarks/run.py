@@ -126,7 +126,7 @@ def run_micro_and_e2e(args: argparse.Namespace) -> int:
         print()
         print(load.render(e2e, markdown=False))
     print()
-    print("Targets (issue 4 §2):")
+    print("Targets:")
     print(micro.render_targets(checks, markdown=False))
     for floor in micro.floors(results):
         print(f"\n{floor}")
@@ -159,7 +159,7 @@ def render_markdown(data: dict[str, Any]) -> str:
         parts += ["", load.render(data["e2e"], markdown=True)]
     parts += [
         "",
-        "## Targets (issue 4 §2)",
+        "## Targets",
         "",
         micro.render_targets(data["targets"], markdown=True),
     ]
