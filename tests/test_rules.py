@@ -186,8 +186,10 @@ def test_callable_receives_the_route_path() -> None:
 
 
 def test_a_table_with_a_callable_is_never_remembered() -> None:
-    """A callable may answer differently next time: it is asked on every request, and no path
-    is remembered (``known`` stays empty)."""
+    """A callable is asked on every request and no path is remembered (``known`` stays empty).
+
+    A callable may answer differently next time.
+    """
     answers = iter([True, False])
     editor = Rule.protect(lambda path: next(answers), role="org:editor")
     matcher = RuleMatcher([Rule.public("/a"), editor], DEFAULT)
