@@ -14,6 +14,9 @@ identity::
 ``middleware_options`` configures the PEM key (no network at all). To exercise the JWKS path
 instead, pass ``jwks_url=...`` and ``http_client=httpx.AsyncClient(transport=clerk.transport())``
 (or mount :meth:`MockClerk.jwks_handler` on a respx route).
+
+For the whole browser round trip (sign-in, the handshake, the Backend API's sessions), use
+:class:`FakeClerk`, an in-process ASGI app emulating a Clerk instance's Frontend and Backend API.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.hashes import SHA256
 
 __all__ = [
+    "FakeClerk",
     "FakeClock",
     "JWKSTransport",
     "KeyPair",
@@ -328,3 +332,7 @@ class MockClerk:
     def transport(self) -> JWKSTransport:
         """A :class:`JWKSTransport` serving this instance's JWKS."""
         return JWKSTransport(self.key)
+
+
+# Last, as FakeClerk is built from the helpers above (KeyPair, mint_session_token, jwks).
+from ._fakeclerk import FakeClerk  # noqa: E402
