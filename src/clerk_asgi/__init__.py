@@ -12,9 +12,11 @@ declarative route table; handlers read the result through one small dependency::
     )
 """
 
-from ._auth import AUTH_SCOPE_KEY, Auth, get_auth
+from ._auth import AUTH_SCOPE_KEY, Auth, ClerkCredentials, ClerkUser, get_auth
+from ._config import ClerkConfig
 from ._dependencies import current_auth, require_auth
 from ._middleware import ClerkMiddleware
+from ._responses import Refusal
 from ._rules import API_DOCS, STATIC_ASSETS, Rule
 from .exceptions import (
     AuthError,
@@ -32,11 +34,15 @@ __all__ = [
     "STATIC_ASSETS",
     "Auth",
     "AuthError",
+    "ClerkConfig",
+    "ClerkCredentials",
     "ClerkError",
     "ClerkMiddleware",
+    "ClerkUser",
     "ConfigurationError",
     "ForbiddenError",
     "MiddlewareNotInstalledError",
+    "Refusal",
     "Rule",
     "ServiceUnavailableError",
     "SignedOutError",

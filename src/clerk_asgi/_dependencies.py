@@ -14,10 +14,15 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
-from . import _reasons as R
 from ._auth import Auth, Reverification, get_auth
 from ._openapi import AuthDependency
-from ._reasons import message_for
+from ._reasons import (
+    AUTHORIZATION_FAILED,
+    JWK_REMOTE_FAILED_TO_LOAD,
+    REVERIFICATION_ERROR,
+    SESSION_TOKEN_MISSING,
+    message_for,
+)
 from .exceptions import (
     ForbiddenError,
     ServiceUnavailableError,
@@ -73,15 +78,15 @@ def require_auth(
     async def dependency(conn: HTTPConnection) -> Auth:
         auth = get_auth(conn)
         if not auth.is_signed_in:
-            reason = auth.reason or R.SESSION_TOKEN_MISSING
-            if reason == R.JWK_REMOTE_FAILED_TO_LOAD:  # keys down: not "signed out" (DESIGN §2)
+            reason = auth.reason or SESSION_TOKEN_MISSING
+            if reason == JWK_REMOTE_FAILED_TO_LOAD:  # keys down: not "signed out"
                 raise ServiceUnavailableError(reason, message_for(reason))
             raise SignedOutError(reason, message_for(reason))
         if conditions and not auth.has(**conditions):
             if reverification is not None and not auth.has(reverification=reverification):
-                reason = R.REVERIFICATION_ERROR
+                reason = REVERIFICATION_ERROR
             else:
-                reason = R.AUTHORIZATION_FAILED
+                reason = AUTHORIZATION_FAILED
             raise ForbiddenError(reason, message_for(reason))
         return auth
 
