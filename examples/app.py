@@ -48,9 +48,11 @@ KEY_VARIABLES: Final = (
 
 #: The route table of Clerk's Next.js quickstart; paths no rule matches require sign-in.
 RULES: Final = (
-    Rule.public("/", "/sign-in(.*)", "/sign-up(.*)", "/api/webhooks(.*)", "/api/public(.*)"),
-    Rule.protect("/admin(.*)", role="org:admin", unauthorized_url="/unauthorized"),
-    Rule.api("/api/(.*)"),
+    Rule.public(
+        "/", "/sign-in/:path*", "/sign-up/:path*", "/api/webhooks/:path*", "/api/public/:path*"
+    ),
+    Rule.protect("/admin/:path*", role="org:admin", unauthorized_url="/unauthorized"),
+    Rule.api("/api/:path*"),
 )
 SIGN_IN_URL: Final = "/sign-in"
 SESSION_COOKIE: Final = "__session"
@@ -290,11 +292,11 @@ def auth_json(auth: Auth) -> dict[str, Any]:
 def _rule_table() -> str:
     rows = [
         (
-            "/ · /sign-in(.*) · /sign-up(.*) · /api/webhooks(.*) · /api/public(.*)",
+            "/ · /sign-in/:path* · /sign-up/:path* · /api/webhooks/:path* · /api/public/:path*",
             "public: the page runs, signed in or not",
         ),
-        ("/admin(.*)", "sign-in and the org:admin role; other users go to /unauthorized"),
-        ("/api/(.*)", "API: 401/403 JSON instead of redirects; x-user-id header when signed in"),
+        ("/admin/:path*", "sign-in and the org:admin role; other users go to /unauthorized"),
+        ("/api/:path*", "API: 401/403 JSON instead of redirects; x-user-id header when signed in"),
         ("everything else", "sign-in required: browsers are sent to /sign-in and back"),
     ]
     body = "".join(f"<tr><td><code>{e(p)}</code></td><td>{e(d)}</td></tr>" for p, d in rows)
@@ -393,11 +395,11 @@ cookie; the middleware adds <code>x-user-id</code>.</p>
 
     @app.get("/admin", response_class=HTMLResponse)
     async def admin(auth: CurrentAuth) -> Response:
-        # The Rule.protect("/admin(.*)", role="org:admin") above already let only admins in.
+        # The Rule.protect("/admin/:path*", role="org:admin") above already let only admins in.
         content = f"""<h1>Admin</h1>
 <div class="card"><p>Welcome, <code>{e(auth.user_id or "")}</code>: you hold
 <code>{e(auth.org_role or "")}</code> in <code>{e(auth.org_slug or auth.org_id or "")}</code>,
-so the <code>/admin(.*)</code> rule let you in.</p></div>"""
+so the <code>/admin/:path*</code> rule let you in.</p></div>"""
         return site.page("Admin", content, auth)
 
     @app.get("/unauthorized", response_class=HTMLResponse)

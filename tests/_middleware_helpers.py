@@ -103,8 +103,11 @@ def relevant(r: httpx.Response) -> dict[str, str]:
     return found
 
 
-def assert_401(r: httpx.Response, reason: str, *, presented: bool) -> None:
-    """A 401 sent by the middleware: exact headers and JSON body."""
+def assert_401(
+    r: httpx.Response, reason: str, *, presented: bool, message: str | None = None
+) -> None:
+    """A 401 sent by the middleware: exact headers and JSON body (the reason's message unless
+    ``message`` is given)."""
     challenge = 'Bearer realm="clerk"'
     if presented:
         challenge += f', error="invalid_token", error_description="{reason}"'
@@ -116,7 +119,11 @@ def assert_401(r: httpx.Response, reason: str, *, presented: bool) -> None:
         "x-clerk-auth-reason": reason,
         "x-clerk-auth-status": "signed-out",
     }
-    assert r.json() == {"error": "unauthorized", "reason": reason, "message": MESSAGES[reason]}
+    assert r.json() == {
+        "error": "unauthorized",
+        "reason": reason,
+        "message": MESSAGES[reason] if message is None else message,
+    }
 
 
 def assert_403(r: httpx.Response) -> None:

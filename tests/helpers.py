@@ -31,3 +31,10 @@ MESSAGES = {
 def bearer(token: str) -> dict[str, str]:
     """The ``Authorization`` header a client sends with ``token``."""
     return {"authorization": f"Bearer {token}"}
+
+
+#: The 401 message when the only credential was an Authorization header of another scheme.
+IGNORED_SCHEME = (
+    "The Authorization header was ignored: its scheme is not 'Bearer' (exact case). "
+    "Send 'Authorization: Bearer <session token>'."
+)

@@ -188,3 +188,19 @@ async def test_a_header_of_another_scheme_is_named_in_the_401(
             )
         missing = await client.get("/api/x")
         assert missing.json()["message"] == "Sign in to continue."
+
+
+def test_the_secret_key_comes_from_the_environment_beside_a_pem_key(
+    clerk: MockClerk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PEM key in code still verifies tokens; CLERK_SECRET_KEY stays there for the Backend API."""
+    monkeypatch.setenv("CLERK_SECRET_KEY", SECRET)
+    config = ClerkConfig(jwt_key=clerk.key.public_pem)
+    assert (config.secret_key, config.jwt_key is not None, config.jwks_url) == (SECRET, True, None)
+
+
+@pytest.mark.parametrize("default", [["/api"], "private", None])
+def test_a_default_that_is_not_a_rule_names_the_option(clerk: MockClerk, default: Any) -> None:
+    """default= must be a kind name or a Rule; the message names default, not rules."""
+    with pytest.raises(ConfigurationError, match=r"^default must be 'protect', 'public', 'api' or"):
+        ClerkConfig(**clerk.middleware_options(default=default))

@@ -121,7 +121,7 @@ async def test_gzip_bomb_is_refused_without_being_inflated_in_memory(
     assert peak < 8 * MAX_JWKS_BYTES  # inflated whole, the one chunk alone would take 64 MiB
     assert bomb.sent == 1
     assert len(script.requests) == 1
-    assert [r.getMessage() for r in caplog.records if r.name == "clerk_asgi"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "clerk_asgi._keys"] == [
         f"JWKS from {JWKS_URL} exceeds 524288 bytes"
     ]
 
@@ -195,7 +195,7 @@ async def test_unsupported_content_encoding_is_a_failed_fetch(
         await keys.get("k1")
     assert refused.value.retry_after == 30
     assert body.sent == 0
-    assert [r.getMessage() for r in caplog.records if r.name == "clerk_asgi"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "clerk_asgi._keys"] == [
         f"JWKS from {JWKS_URL} has an unsupported Content-Encoding: {encoding}"
     ]
 
@@ -209,6 +209,6 @@ async def test_corrupt_gzip_body_is_a_failed_fetch(
     keys = remote(script, clock)
     with pytest.raises(KeysUnavailableError):
         await keys.get("k1")
-    assert [r.getMessage() for r in caplog.records if r.name == "clerk_asgi"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "clerk_asgi._keys"] == [
         f"JWKS fetch from {JWKS_URL} failed: DecodingError"
     ]

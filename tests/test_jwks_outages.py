@@ -64,7 +64,7 @@ async def test_cold_failure_is_unavailable_and_retried_only_after_the_cooldown(
         await keys.get("k1")
     assert later.value.retry_after == 1
     assert len(script.requests) == 1
-    assert len([r for r in caplog.records if r.name == "clerk_asgi"]) == 1
+    assert len([r for r in caplog.records if r.name == "clerk_asgi._keys"]) == 1
     clock.advance(0.5)
     script.respond = serve(key)
     assert same_key(await keys.get("k1"), key)

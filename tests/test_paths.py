@@ -34,6 +34,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from clerk_asgi import ClerkMiddleware, Rule, get_auth
 from clerk_asgi.testing import FakeClock, MockClerk
 
+from .helpers import IGNORED_SCHEME
+
 pytestmark = pytest.mark.anyio
 
 ORIGIN = "https://app.example.com"
@@ -95,6 +97,14 @@ DENY = _refusal(
     "signed-out",
     "session-token-missing",
     "Sign in to continue.",
+    [("www-authenticate", 'Bearer realm="clerk"')],
+)
+#: DENY, when the only credential was an Authorization header of another scheme.
+DENY_IGNORED_SCHEME = _refusal(
+    401,
+    "signed-out",
+    "session-token-missing",
+    IGNORED_SCHEME,
     [("www-authenticate", 'Bearer realm="clerk"')],
 )
 #: FORBID: signed in, without the admin role.
@@ -881,7 +891,8 @@ async def test_bypass_headers_are_ignored(
 ) -> None:
     """No rewrite, probe, debug or identity header skips or re-targets the check."""
     site = build_site(clerk, clock)
-    assert await send_raw(site, target, headers=[header]) == DENY
+    expected = DENY_IGNORED_SCHEME if header[0] == "authorization" else DENY
+    assert await send_raw(site, target, headers=[header]) == expected
     assert site.handled == []
 
 

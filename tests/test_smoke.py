@@ -29,9 +29,9 @@ def quickstart_app(clerk: MockClerk, clock: FakeClock) -> FastAPI:
         ClerkMiddleware,
         **clerk.middleware_options(
             rules=[
-                Rule.public("/", "/sign-in(.*)", "/api/public(.*)"),
-                Rule.protect("/admin(.*)", role="org:admin", unauthorized_url="/unauthorized"),
-                Rule.api("/api/(.*)"),
+                Rule.public("/", "/sign-in/:path*", "/api/public/:path*"),
+                Rule.protect("/admin/:path*", role="org:admin", unauthorized_url="/unauthorized"),
+                Rule.api("/api/:path*"),
             ],
             clock=clock,
         ),

@@ -29,7 +29,9 @@ from ._middleware_helpers import (
     session,
     sign_in_location,
 )
-from .helpers import bearer
+from .helpers import IGNORED_SCHEME, bearer
+
+MISSING = "session-token-missing"
 
 pytestmark = pytest.mark.anyio
 
@@ -56,30 +58,36 @@ async def test_no_credentials_never_fetches_keys(clerk: MockClerk, clock: FakeCl
 
 
 @pytest.mark.parametrize(
-    ("value", "reason", "presented"),
+    ("value", "reason", "presented", "message"),
     [
-        pytest.param("Basic dXNlcjpwYXNz", "session-token-missing", False, id="basic"),
-        pytest.param("Token {T}", "session-token-missing", False, id="token-scheme"),
-        pytest.param("bearer {T}", "session-token-missing", False, id="lowercase-bearer"),
-        pytest.param("BEARER {T}", "session-token-missing", False, id="uppercase-bearer"),
-        pytest.param("Bearer", "token-invalid", True, id="bearer-alone"),
-        pytest.param("Bearer-invalid", "token-invalid", True, id="bearer-dash"),
-        pytest.param("Bearer  {T}", "token-invalid", True, id="two-spaces"),
-        pytest.param("Bearer {T} extra", "token-invalid", True, id="trailing-garbage"),
-        pytest.param("Bearer {T},Bearer {T}", "token-invalid", True, id="comma-list"),
+        pytest.param("Basic dXNlcjpwYXNz", MISSING, False, IGNORED_SCHEME, id="basic"),
+        pytest.param("Token {T}", MISSING, False, IGNORED_SCHEME, id="token-scheme"),
+        pytest.param("bearer {T}", MISSING, False, IGNORED_SCHEME, id="lowercase-bearer"),
+        pytest.param("BEARER {T}", MISSING, False, IGNORED_SCHEME, id="uppercase-bearer"),
+        pytest.param("Bearer", "token-invalid", True, None, id="bearer-alone"),
+        pytest.param("Bearer-invalid", "token-invalid", True, None, id="bearer-dash"),
+        pytest.param("Bearer  {T}", "token-invalid", True, None, id="two-spaces"),
+        pytest.param("Bearer {T} extra", "token-invalid", True, None, id="trailing-garbage"),
+        pytest.param("Bearer {T},Bearer {T}", "token-invalid", True, None, id="comma-list"),
     ],
 )
 async def test_odd_authorization_schemes_never_authenticate(
-    clerk: MockClerk, clock: FakeClock, value: str, reason: str, presented: bool
+    clerk: MockClerk,
+    clock: FakeClock,
+    value: str,
+    reason: str,
+    presented: bool,
+    message: str | None,
 ) -> None:
-    """Odd schemes and shapes are refused; Bearer is exact-case (as Clerk), F=0, no 500."""
+    """Odd schemes and shapes are refused; Bearer is exact-case (as Clerk), no key fetch; an
+    ignored scheme is named in the message."""
     token = clerk.token(issued_at=clock.now)
     transport = clerk.transport()
     async with httpx.AsyncClient(transport=transport) as http:
         app = make_app(clerk, clock, jwt_key=None, jwks_url=JWKS_URL, http_client=http)
         async with client(app) as c:
             r = await c.get("/api/things", headers={"authorization": value.format(T=token)})
-    assert_401(r, reason, presented=presented)
+    assert_401(r, reason, presented=presented, message=message)
     assert transport.requests == []
 
 

@@ -173,6 +173,18 @@ class Auth:
     claims: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, repr=False, hash=False)
     token: str | None = field(default=None, repr=False)
     reason: str | None = None
+    # request.user/request.auth for Starlette, made once per Auth (verified Auths are cached).
+    _starlette: tuple[ClerkUser, ClerkCredentials] | None = field(
+        default=None, init=False, repr=False, compare=False, hash=False
+    )
+
+    def starlette_identity(self) -> tuple[ClerkUser, ClerkCredentials]:
+        """``(request.user, request.auth)`` for this Auth, in Starlette's convention."""
+        identity = self._starlette
+        if identity is None:
+            identity = (ClerkUser(self), ClerkCredentials(self))
+            object.__setattr__(self, "_starlette", identity)
+        return identity
 
     @property
     def is_signed_in(self) -> bool:
@@ -378,25 +390,29 @@ class ClerkUser(BaseUser):
     ``UnauthenticatedUser``). ``auth`` is the request's :class:`Auth`.
     """
 
-    __slots__ = ("auth",)
+    __slots__ = ("_auth",)
 
     def __init__(self, auth: Auth) -> None:
-        self.auth = auth
+        self._auth = auth
+
+    @property
+    def auth(self) -> Auth:
+        return self._auth
 
     @property
     def is_authenticated(self) -> bool:
-        return self.auth.user_id is not None
+        return self._auth.user_id is not None
 
     @property
     def identity(self) -> str:
-        return self.auth.user_id or ""
+        return self._auth.user_id or ""
 
     @property
     def display_name(self) -> str:
-        return self.auth.user_id or ""
+        return self._auth.user_id or ""
 
     def __repr__(self) -> str:
-        return f"ClerkUser({self.auth.user_id!r})"
+        return f"ClerkUser({self._auth.user_id!r})"
 
 
 class ClerkCredentials(AuthCredentials):

@@ -259,7 +259,12 @@ class ClerkConfig:
             path and sub-paths are always public.
         authorized_parties: origins allowed in the token's ``azp`` (``CLERK_AUTHORIZED_PARTIES``,
             comma-separated). Strongly recommended.
-        publishable_key, secret_key, jwt_key, jwks_url: key material, see above.
+        publishable_key: ``pk_test_...``/``pk_live_...`` (``CLERK_PUBLISHABLE_KEY``): the
+            instance, its issuer and the Frontend API JWKS.
+        secret_key: ``sk_test_...``/``sk_live_...`` (``CLERK_SECRET_KEY``): the Backend API
+            JWKS. Never sent to browsers.
+        jwt_key: the PEM public key of the Dashboard (``CLERK_JWT_KEY``): no network at all.
+        jwks_url: an explicit JWKS URL (``CLERK_JWKS_URL``).
         issuer: expected ``iss`` when no publishable key gives it.
         api_url: Backend API base (``CLERK_API_URL``, default ``https://api.clerk.com``).
         public_origin: the site's public origin (``https://app.example.com``) for building
@@ -272,8 +277,11 @@ class ClerkConfig:
         http_client: the ``httpx.AsyncClient`` for JWKS fetches (default: one of our own).
         clock: wall-clock seconds (default ``time.time``); inject
             :class:`~clerk_asgi.testing.FakeClock` in tests.
-        jwks_cache_ttl, jwks_cooldown, jwks_stale_window, jwks_timeout: key-cache tuning
-            (300 s, 30 s, 3600 s, 5 s).
+        jwks_cache_ttl: seconds a fetched JWKS is fresh (default 300, as Clerk).
+        jwks_cooldown: at most one unknown-``kid`` refetch per this many seconds (default 30).
+        jwks_stale_window: seconds the last good keys are served while the JWKS endpoint
+            fails (default 3600).
+        jwks_timeout: seconds a JWKS fetch may take (default 5).
         token_cache_size: verified tokens remembered until they expire (default 4096; 0: off).
         on_refusal: ``(connection, refusal) -> Response | None`` (sync or async), called for
             every refusal the library writes; ``None`` sends the default response.
@@ -407,12 +415,13 @@ class ClerkConfig:
         api = env(api_url, "api_url") or DEFAULT_API_URL
         set_("api_url", validate_jwks_url(api, "api_url (CLERK_API_URL)").rstrip("/"))
         # Key material passed in code wins over the environment as a whole.
-        in_code = any((jwt_key, jwks_url, secret_key, publishable_key))
-        secret = secret_key if in_code else env(None, "secret_key")
+        secret = env(secret_key, "secret_key")
         set_("secret_key", validate_secret_key(secret) if secret else None)
+        in_code = any((jwt_key, jwks_url, secret_key, publishable_key))
         self._choose_keys(
             jwt_key if in_code else env(None, "jwt_key"),
             jwks_url if in_code else env(None, "jwks_url"),
+            self.secret_key if secret_key or not in_code else None,
             pk,
         )
         set_(
@@ -453,7 +462,11 @@ class ClerkConfig:
         )
 
     def _choose_keys(
-        self, jwt_key: str | None, jwks_url: str | None, pk: PublishableKey | None
+        self,
+        jwt_key: str | None,
+        jwks_url: str | None,
+        secret_key: str | None,
+        pk: PublishableKey | None,
     ) -> None:
         set_ = partial(object.__setattr__, self)
         pem, url, headers = None, None, {}
@@ -461,9 +474,9 @@ class ClerkConfig:
             pem = load_pem_key(jwt_key)
         elif jwks_url:
             url = validate_jwks_url(jwks_url)
-        elif self.secret_key:
+        elif secret_key:
             url = self.api_url + "/v1/jwks"
-            headers["Authorization"] = f"Bearer {self.secret_key}"
+            headers["Authorization"] = f"Bearer {secret_key}"
         elif pk is not None:
             url = pk.jwks_url
         else:
@@ -479,12 +492,12 @@ class ClerkConfig:
     def _set_rules(
         self, rules: Sequence[Rule], default: Rule | Literal["protect", "public", "api"]
     ) -> None:
-        if isinstance(default, str):
-            if default not in ("protect", "public", "api"):
-                raise ConfigurationError(
-                    f"default must be 'protect', 'public', 'api' or a Rule, got {default!r}."
-                )
+        if isinstance(default, str) and default in ("protect", "public", "api"):
             default = Rule(default)
+        if not isinstance(default, Rule):
+            raise ConfigurationError(
+                f"default must be 'protect', 'public', 'api' or a Rule, got {default!r}."
+            )
         if isinstance(rules, Rule | str) or not isinstance(rules, Iterable):
             raise ConfigurationError(
                 f"rules must be a list of Rule objects, got {rules!r}: write rules=[Rule...(...)]."
@@ -503,7 +516,7 @@ class ClerkConfig:
         object.__setattr__(self, "route_rules", route_rules)
         matcher = RuleMatcher(route_rules, default)
         for rule in rules:  # an unauthorized_url that needs a role itself could loop forever
-            path = self.own_path(rule.unauthorized_url)
+            path = self._own_path(rule.unauthorized_url)
             if path is not None and matcher.match(path).requires_authorization:
                 raise ConfigurationError(
                     f"unauthorized_url {rule.unauthorized_url!r} is covered by a rule that "
@@ -511,19 +524,19 @@ class ClerkConfig:
                     "loop. Make it public or protect it without role/permission."
                 )
 
-    def own_path(self, url: str | None) -> str | None:
+    def _own_path(self, url: str | None) -> str | None:
         """The path of ``url`` when it points at this site (a path, or on ``public_origin``)."""
         if url is None:
             return None
         if url.startswith("/"):
             return url.split("?", 1)[0].split("#", 1)[0]
         if self.public_origin and url.startswith(self.public_origin + "/"):
-            return self.own_path(url[len(self.public_origin) :])
+            return self._own_path(url[len(self.public_origin) :])
         return None
 
     def _sign_in_rules(self, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
         """The sign-in path (and its sub-pages) is public; a rule protecting it is an error."""
-        path = self.own_path(self.sign_in_url)
+        path = self._own_path(self.sign_in_url)
         if path is None:
             return ()
         explicit = RuleMatcher(rules, Rule.public()).match(path)

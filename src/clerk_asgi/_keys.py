@@ -44,7 +44,7 @@ __all__ = [
     "rsa_key_from_jwk",
 ]
 
-logger = logging.getLogger("clerk_asgi")
+logger = logging.getLogger(__name__)
 
 MAX_JWKS_BYTES: Final = 512 * 1024
 MAX_KEYS: Final = 50

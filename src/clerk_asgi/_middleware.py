@@ -24,7 +24,7 @@ from typing import Any, Final, Literal
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._auth import AUTH_SCOPE_KEY, Auth, ClerkCredentials, ClerkUser
+from ._auth import AUTH_SCOPE_KEY, Auth
 from ._config import ClerkConfig
 from ._decide import decide, refusal_for_error
 from ._reasons import ORIGIN_NOT_AUTHORIZED, SESSION_TOKEN_MISSING, TOKEN_INVALID
@@ -161,21 +161,33 @@ class ClerkMiddleware:
             return
         request = Incoming(scope)
         rule = self._known_routes.get(request.path) or self._rules.match(request.path)
-        auth = await self._authenticate(request)
-        refusal = decide(rule, auth, request, self.config, self.keys.retry_after)
-        if refusal is not None:
-            await send_refusal(scope, receive, send, refusal, self.config.on_refusal)
-            return
+        auth = self._known_auth(request) or await self._authenticate(request)
+        # Public routes run for everyone; so do signed-in users where no role/permission is due.
+        if rule.kind != "public" and (auth.user_id is None or rule.requires_authorization):
+            refusal = decide(rule, auth, request, self.config, self.keys.retry_after)
+            if refusal is not None:
+                await send_refusal(scope, receive, send, refusal, self.config.on_refusal)
+                return
         await self._run(request, rule, auth, receive, send)
 
-    async def _authenticate(self, request: Incoming) -> Auth:
-        """The request's Auth: verified from its token, or signed out with the reason."""
+    def _known_auth(self, request: Incoming) -> Auth | None:
+        """The request's Auth when no I/O is needed (no token, or one verified before)."""
         token = request.token
         if token is None:
             return _NO_TOKEN
         if token is AMBIGUOUS:
             return _AMBIGUOUS
-        auth = self.verifier.cached(token) or await self.verifier.verify(token)
+        auth = self.verifier.cached(token)
+        return None if auth is None else self._same_site(request, auth)
+
+    async def _authenticate(self, request: Incoming) -> Auth:
+        """The request's Auth, verified from its token (keys fetched when needed); called only
+        when :meth:`_known_auth` could not answer, so a token is there."""
+        token = request.token
+        return self._same_site(request, await self.verifier.verify(token or ""))
+
+    def _same_site(self, request: Incoming, auth: Auth) -> Auth:
+        """A cookie-carried session used cross-site is signed out (CSRF)."""
         if (
             request.carrier == "cookie"
             and auth.user_id is not None
@@ -191,13 +203,10 @@ class ClerkMiddleware:
         identity: tuple[bytes, bytes] | None = None
         if rule.kind == "api" and auth.user_id is not None:
             identity = (b"x-user-id", auth.user_id.encode("ascii"))  # ASCII: verified
-        # Starlette's "user"/"auth" first, so that what another middleware set wins.
-        scope = {
-            "user": ClerkUser(auth),
-            "auth": ClerkCredentials(auth),
-            **request.scope,
-            AUTH_SCOPE_KEY: auth,
-        }
+        scope = {**request.scope, AUTH_SCOPE_KEY: auth}
+        if "user" not in scope and "auth" not in scope:  # another middleware's wins
+            # Made once per Auth (verified Auths are cached): read in place when there.
+            scope["user"], scope["auth"] = auth._starlette or auth.starlette_identity()
         if request.spoofed:
             scope["headers"] = [(n, v) for n, v in scope["headers"] if n not in IDENTITY_SPELLINGS]
         if identity is not None:
@@ -211,18 +220,14 @@ class ClerkMiddleware:
         async def watched_send(message: Message) -> None:
             """Note that the response began; echo ``x-user-id``; hold back an opening 500."""
             nonlocal started
-            if held or (not started and message.get("status") == 500):
-                held.append(message)
-                return
             if not started:
+                if held or (message["type"] == "http.response.start" and message["status"] == 500):
+                    held.append(message)
+                    return
                 started = True
                 if identity is not None and message["type"] == "http.response.start":
                     message = {**message, "headers": [*message.get("headers", ()), identity]}
             await send(message)
-
-        async def release() -> None:
-            for message in held:
-                await send(message)
 
         try:
             await self.app(scope, receive, watched_send)
@@ -234,16 +239,23 @@ class ClerkMiddleware:
             else:  # the response has begun: too late to answer, let the server see the error
                 raise
         except Exception:
-            await release()
+            await _release(held, send)
             raise
-        else:
-            await release()
+        if held:  # the app's own 500, not an AuthError
+            await _release(held, send)
 
     async def _refuse(
         self, request: Incoming, error: AuthError, receive: Receive, send: Send
     ) -> None:
         refusal = refusal_for_error(error, request, self.keys.retry_after)
         await send_refusal(request.scope, receive, send, refusal, self.config.on_refusal)
+
+
+async def _release(held: list[Message], send: Send) -> None:
+    """Send the messages held back (a 500 that turned out not to be an AuthError's)."""
+    for message in held:
+        await send(message)
+    held.clear()
 
 
 _DEFAULTS: Final = {

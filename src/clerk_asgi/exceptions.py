@@ -50,7 +50,7 @@ class AuthError(ClerkError):
     ``{"error", "reason", "message"}`` built from these attributes.
 
     Attributes:
-        status_code: 401 or 403.
+        status_code: 401, 403, or 503 when the signing keys cannot be loaded.
         reason: machine-readable reason code (Clerk's where Clerk has one).
         message: human-readable explanation, safe to show to clients.
     """

@@ -55,7 +55,7 @@ class FakeClock:
         clock = FakeClock(1_800_000_000)
         app.add_middleware(ClerkMiddleware, clock=clock, **clerk.middleware_options())
         token = clerk.token(issued_at=clock.now, expires_in=60)
-        clock.advance(61)  # the token has now expired
+        clock.advance(66)  # expired: past exp plus the default 5 s clock skew
     """
 
     def __init__(self, now: float | None = None) -> None:
