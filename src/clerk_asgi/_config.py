@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import os
 import re
 import time
@@ -34,6 +35,7 @@ __all__ = [
     "ENV_VARS",
     "ClerkConfig",
     "PublishableKey",
+    "cookie_suffix",
     "env",
     "load_pem_key",
     "parse_authorized_parties",
@@ -59,6 +61,7 @@ ENV_VARS: Final[Mapping[str, str]] = MappingProxyType(
         "api_url": "CLERK_API_URL",
         "authorized_parties": "CLERK_AUTHORIZED_PARTIES",
         "sign_in_url": "CLERK_SIGN_IN_URL",
+        "proxy_url": "CLERK_PROXY_URL",
     }
 )
 
@@ -213,6 +216,25 @@ def validate_jwks_url(url: str, what: str = "jwks_url") -> str:
     )
 
 
+def cookie_suffix(publishable_key: str) -> str:
+    """The suffix of Clerk's suffixed cookie names for ``publishable_key``, as
+    ``@clerk/shared`` ``getCookieSuffix``: base64url of SHA-1 of the key, first 8 characters."""
+    digest = hashlib.sha1(publishable_key.encode("utf-8"), usedforsecurity=False).digest()
+    return base64.b64encode(digest).decode("ascii").replace("+", "-").replace("/", "_")[:8]
+
+
+def validate_proxy_url(url: str) -> str:
+    """Clerk's Frontend API proxy: an https URL (http on localhost) or a path on this site."""
+    url = url.rstrip("/")
+    plain = not _UNSAFE.search(url) and "?" not in url and "#" not in url
+    if plain and ((url.startswith("/") and not url.startswith("//")) or _is_secure_url(url)):
+        return url
+    raise ConfigurationError(
+        "proxy_url (CLERK_PROXY_URL) must be an https:// URL or a path on this site such as "
+        f"'/__clerk', without query or fragment, got {url!r}."
+    )
+
+
 def validate_redirect_target(url: str, what: str) -> str:
     """``sign_in_url``/``unauthorized_url``: an absolute path on this site, or an https URL."""
     if _UNSAFE.search(url):
@@ -283,6 +305,12 @@ class ClerkConfig:
             fails (default 3600).
         jwks_timeout: seconds a JWKS fetch may take (default 5).
         token_cache_size: verified tokens remembered until they expire (default 4096; 0: off).
+        handshake: Clerk's handshake for page sessions (see "Server-rendered pages"): None (the
+            default) turns it on when a publishable key and a secret key are both configured;
+            True requires them; False turns it off.
+        proxy_url: Clerk's Frontend API proxy (``CLERK_PROXY_URL``), an https URL or a path on
+            this site such as ``/__clerk``: where the handshake sends browsers.
+        api_timeout: seconds a Backend API call may take (the handshake payload; default 5).
         on_refusal: ``(connection, refusal) -> Response | None`` (sync or async), called for
             every refusal the library writes; ``None`` sends the default response.
 
@@ -291,13 +319,16 @@ class ClerkConfig:
     """
 
     __slots__ = (
+        "api_timeout",
         "api_url",
         "audience",
         "authorized_parties",
         "clock",
         "clock_skew",
+        "cookie_suffix",
         "default",
         "frontend_api",
+        "handshake",
         "http_client",
         "instance_type",
         "issuer",
@@ -310,6 +341,7 @@ class ClerkConfig:
         "jwt_key",
         "max_token_age",
         "on_refusal",
+        "proxy_url",
         "public_origin",
         "route_rules",
         "rules",
@@ -350,6 +382,13 @@ class ClerkConfig:
     jwks_timeout: float
     token_cache_size: int
     on_refusal: RefusalHook | None
+    #: Clerk's handshake is on: cookie-carried sessions follow Clerk's cookie flow.
+    handshake: bool
+    #: The Frontend API proxy (absolute URL or path), if any.
+    proxy_url: str | None
+    api_timeout: float
+    #: The suffix of suffixed cookie names (``__session_<suffix>``), from the publishable key.
+    cookie_suffix: str | None
 
     def __init__(
         self,
@@ -377,6 +416,9 @@ class ClerkConfig:
         jwks_timeout: float = 5.0,
         token_cache_size: int = 4096,
         on_refusal: RefusalHook | None = None,
+        handshake: bool | None = None,
+        proxy_url: str | None = None,
+        api_timeout: float = 5.0,
     ) -> None:
         set_ = partial(object.__setattr__, self)
         for name, value in (
@@ -397,6 +439,9 @@ class ClerkConfig:
                 f"on_refusal must be a callable (connection, refusal) -> Response | None, "
                 f"got {on_refusal!r}."
             )
+        if not api_timeout > 0:
+            raise ConfigurationError(f"api_timeout must be > 0 seconds, got {api_timeout!r}.")
+        set_("api_timeout", api_timeout)
         set_("jwks_timeout", jwks_timeout)
         set_("max_token_age", max_token_age)
         set_("treat_pending_as_signed_out", treat_pending_as_signed_out)
@@ -449,6 +494,16 @@ class ClerkConfig:
             )
         set_("sign_in_url", sign_in)
         self._set_rules(rules, default)
+        set_("cookie_suffix", cookie_suffix(publishable) if publishable else None)
+        proxy = env(proxy_url, "proxy_url")
+        set_("proxy_url", validate_proxy_url(proxy) if proxy else None)
+        if handshake and (pk is None or self.secret_key is None):
+            raise ConfigurationError(
+                "handshake=True needs a publishable key and a secret key (CLERK_PUBLISHABLE_KEY, "
+                "CLERK_SECRET_KEY): the handshake sends browsers to the instance's Frontend API "
+                "and reads the result back through the Backend API."
+            )
+        set_("handshake", pk is not None and self.secret_key is not None and handshake is not False)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"ClerkConfig is frozen: build a new one instead of setting {name}.")

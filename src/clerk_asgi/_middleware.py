@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any, Final, Literal
 
 import httpx
@@ -27,11 +28,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ._auth import AUTH_SCOPE_KEY, Auth
 from ._config import ClerkConfig
 from ._decide import decide, refusal_for_error
+from ._handshake import CookieFlow
 from ._reasons import ORIGIN_NOT_AUTHORIZED, SESSION_TOKEN_MISSING, TOKEN_INVALID
 from ._request import AMBIGUOUS, IDENTITY_SPELLINGS, Incoming
 from ._responses import RefusalHook, send_refusal
 from ._rules import Rule, RuleMatcher
 from ._verify import TokenVerifier
+from .backend import ClerkBackend
 from .exceptions import AuthError, ConfigurationError
 
 __all__ = ["ClerkMiddleware"]
@@ -86,6 +89,9 @@ class ClerkMiddleware:
         jwks_timeout: float = 5.0,
         token_cache_size: int = 4096,
         on_refusal: RefusalHook | None = None,
+        handshake: bool | None = None,
+        proxy_url: str | None = None,
+        api_timeout: float = 5.0,
     ) -> None:
         options: dict[str, Any] = {
             "rules": rules,
@@ -111,6 +117,9 @@ class ClerkMiddleware:
             "jwks_timeout": jwks_timeout,
             "token_cache_size": token_cache_size,
             "on_refusal": on_refusal,
+            "handshake": handshake,
+            "proxy_url": proxy_url,
+            "api_timeout": api_timeout,
         }
         if config is None:
             config = ClerkConfig(**options)
@@ -137,6 +146,11 @@ class ClerkMiddleware:
             max_token_age=config.max_token_age,
             cache_size=config.token_cache_size,
         )
+        self._cookie_flow = (
+            CookieFlow(config, self.verifier, self.keys, ClerkBackend(config))
+            if config.handshake
+            else None
+        )
         self._rules = RuleMatcher(config.route_rules, config.default)
         self._known_routes = self._rules.known  # read in place: most paths repeat
         unchecked = [
@@ -161,14 +175,24 @@ class ClerkMiddleware:
             return
         request = Incoming(scope)
         rule = self._known_routes.get(request.path) or self._rules.match(request.path)
-        auth = self._known_auth(request) or await self._authenticate(request)
+        cookies: tuple[str, ...] = ()
+        if self._cookie_flow is not None and (request.token is None or request.carrier == "cookie"):
+            auth, cookies, handshake = await self._cookie_flow.authenticate(request)
+            if handshake is not None:  # to Clerk's Frontend API, or back to the clean URL
+                await send_refusal(scope, receive, send, handshake, self.config.on_refusal)
+                return
+            auth = self._same_site(request, auth, cookie=True)
+        else:
+            auth = self._known_auth(request) or await self._authenticate(request)
         # Public routes run for everyone; so do signed-in users where no role/permission is due.
         if rule.kind != "public" and (auth.user_id is None or rule.requires_authorization):
             refusal = decide(rule, auth, request, self.config, self.keys.retry_after)
             if refusal is not None:
+                if cookies:
+                    refusal = replace(refusal, cookies=(*cookies, *refusal.cookies))
                 await send_refusal(scope, receive, send, refusal, self.config.on_refusal)
                 return
-        await self._run(request, rule, auth, receive, send)
+        await self._run(request, rule, auth, receive, send, cookies)
 
     def _known_auth(self, request: Incoming) -> Auth | None:
         """The request's Auth when no I/O is needed (no token, or one verified before)."""
@@ -186,10 +210,10 @@ class ClerkMiddleware:
         token = request.token
         return self._same_site(request, await self.verifier.verify(token or ""))
 
-    def _same_site(self, request: Incoming, auth: Auth) -> Auth:
+    def _same_site(self, request: Incoming, auth: Auth, *, cookie: bool = False) -> Auth:
         """A cookie-carried session used cross-site is signed out (CSRF)."""
         if (
-            request.carrier == "cookie"
+            (cookie or request.carrier == "cookie")
             and auth.user_id is not None
             and request.is_cross_site(self.config.authorized_parties, self.config.public_origin)
         ):
@@ -197,12 +221,21 @@ class ClerkMiddleware:
         return auth
 
     async def _run(
-        self, request: Incoming, rule: Rule, auth: Auth, receive: Receive, send: Send
+        self,
+        request: Incoming,
+        rule: Rule,
+        auth: Auth,
+        receive: Receive,
+        send: Send,
+        cookies: tuple[str, ...],
     ) -> None:
-        """Run the app with the Auth in its scope; answer an ``AuthError`` it raises."""
+        """Run the app with the Auth in its scope; answer an ``AuthError`` it raises. Its
+        response carries ``x-user-id`` on API routes and the handshake's cookies, if any."""
+        added: list[tuple[bytes, bytes]] = [(b"set-cookie", c.encode("latin-1")) for c in cookies]
         identity: tuple[bytes, bytes] | None = None
         if rule.kind == "api" and auth.user_id is not None:
             identity = (b"x-user-id", auth.user_id.encode("ascii"))  # ASCII: verified
+            added.append(identity)
         scope = {**request.scope, AUTH_SCOPE_KEY: auth}
         if "user" not in scope and "auth" not in scope:  # another middleware's wins
             # Made once per Auth (verified Auths are cached): read in place when there.
@@ -225,15 +258,15 @@ class ClerkMiddleware:
                     held.append(message)
                     return
                 started = True
-                if identity is not None and message["type"] == "http.response.start":
-                    message = {**message, "headers": [*message.get("headers", ()), identity]}
+                if added and message["type"] == "http.response.start":
+                    message = {**message, "headers": [*message.get("headers", ()), *added]}
             await send(message)
 
         try:
             await self.app(scope, receive, watched_send)
         except AuthError as error:  # raised by require_auth() or the app: answered here
             if not started:
-                await self._refuse(request, error, receive, send)
+                await self._refuse(request, error, receive, send, cookies)
             elif request.scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008, "reason": error.reason})
             else:  # the response has begun: too late to answer, let the server see the error
@@ -245,9 +278,16 @@ class ClerkMiddleware:
             await _release(held, send)
 
     async def _refuse(
-        self, request: Incoming, error: AuthError, receive: Receive, send: Send
+        self,
+        request: Incoming,
+        error: AuthError,
+        receive: Receive,
+        send: Send,
+        cookies: tuple[str, ...],
     ) -> None:
         refusal = refusal_for_error(error, request, self.keys.retry_after)
+        if cookies:
+            refusal = replace(refusal, cookies=cookies)
         await send_refusal(request.scope, receive, send, refusal, self.config.on_refusal)
 
 

@@ -40,6 +40,22 @@ AUTHORIZATION_FAILED: Final = "authorization-failed"  # ours
 REVERIFICATION_ERROR: Final = "reverification-error"
 
 
+# Clerk's cookie flow for page sessions (``@clerk/backend`` ``AuthErrorReason``), with the
+# handshake on: why a browser is handed to Clerk's Frontend API, or signed out when it cannot be.
+SESSION_TOKEN_AND_UAT_MISSING: Final = "session-token-and-uat-missing"
+SESSION_TOKEN_BUT_NO_CLIENT_UAT: Final = "session-token-but-no-client-uat"
+CLIENT_UAT_BUT_NO_SESSION_TOKEN: Final = "client-uat-but-no-session-token"
+SESSION_TOKEN_IAT_BEFORE_CLIENT_UAT: Final = "session-token-iat-before-client-uat"
+SESSION_TOKEN_EXPIRED_NO_REFRESH_COOKIE: Final = (
+    "session-token-expired-refresh-non-eligible-no-refresh-cookie"
+)
+SESSION_TOKEN_EXPIRED_NON_GET: Final = "session-token-expired-refresh-non-eligible-non-get"
+SESSION_TOKEN_NBF: Final = "session-token-nbf"
+SESSION_TOKEN_IAT_IN_THE_FUTURE: Final = "session-token-iat-in-the-future"
+DEV_BROWSER_MISSING: Final = "dev-browser-missing"
+DEV_BROWSER_SYNC: Final = "dev-browser-sync"
+
+
 #: The human-readable message sent with each reason code (safe to show to clients).
 MESSAGES: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -63,6 +79,16 @@ MESSAGES: Final[Mapping[str, str]] = MappingProxyType(
         JWK_REMOTE_FAILED_TO_LOAD: "Clerk's signing keys are unavailable; retry shortly.",
         AUTHORIZATION_FAILED: "You are signed in but not allowed to access this resource.",
         REVERIFICATION_ERROR: "Verify your identity again to access this resource.",
+        SESSION_TOKEN_AND_UAT_MISSING: "Sign in to continue.",
+        SESSION_TOKEN_BUT_NO_CLIENT_UAT: "The session cookie is not backed by a signed-in client.",
+        CLIENT_UAT_BUT_NO_SESSION_TOKEN: "The session cookie is missing; reload the page.",
+        SESSION_TOKEN_IAT_BEFORE_CLIENT_UAT: "The session cookie is stale; reload the page.",
+        SESSION_TOKEN_EXPIRED_NO_REFRESH_COOKIE: "The session token has expired; reload the page.",
+        SESSION_TOKEN_EXPIRED_NON_GET: "The session token has expired; refresh it and retry.",
+        SESSION_TOKEN_NBF: "The session token is not valid yet (nbf).",
+        SESSION_TOKEN_IAT_IN_THE_FUTURE: "The session token was issued in the future (iat).",
+        DEV_BROWSER_MISSING: "This development instance needs a dev browser; reload the page.",
+        DEV_BROWSER_SYNC: "This development instance is syncing the dev browser; reload the page.",
     }
 )
 

@@ -48,15 +48,20 @@ class Refusal:
         location: where a redirect points, else None.
         retry_after: seconds for ``Retry-After`` (503), else None.
         token_presented: a token came with the request (a 401 then says ``invalid_token``).
+        cookies: ``Set-Cookie`` values to send with the answer (Clerk's handshake directives,
+            its loop-guard counter); added to a custom ``on_refusal`` response too.
+        detail: Clerk's ``x-clerk-auth-message`` (why a token failed), empty for none.
     """
 
     status: int
     reason: str
-    auth_status: Literal["signed-in", "signed-out"] = "signed-out"
+    auth_status: Literal["signed-in", "signed-out", "handshake"] = "signed-out"
     location: str | None = None
     token_presented: bool = False
     retry_after: int | None = None
     message: str = field(default="")
+    cookies: tuple[str, ...] = ()
+    detail: str = ""
 
     def __post_init__(self) -> None:
         if not self.message:
@@ -69,16 +74,23 @@ class Refusal:
 
     @property
     def headers(self) -> dict[str, str]:
-        """The headers every refusal carries; start from these in a custom response."""
-        return {name.decode(): value.decode("latin-1") for name, value in self.raw_headers()}
+        """The headers every refusal carries (``Set-Cookie`` aside: see :attr:`cookies`);
+        start from these in a custom response."""
+        return {
+            name.decode(): value.decode("latin-1")
+            for name, value in self.raw_headers()
+            if name != b"set-cookie"
+        }
 
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
-        """:attr:`headers` as ASGI header pairs, without ``content-type``/``-length``."""
-        headers = [
-            (b"cache-control", b"no-store"),
-            (b"x-clerk-auth-status", self.auth_status.encode()),
-            (b"x-clerk-auth-reason", self.reason.encode()),
-        ]
+        """Every header as ASGI pairs (``Set-Cookie`` included), without ``content-type`` and
+        ``content-length``."""
+        headers = [(b"cache-control", b"no-store")]
+        if self.reason:  # Clerk's debug headers; none on a signed-in handshake return
+            headers.append((b"x-clerk-auth-status", self.auth_status.encode()))
+            headers.append((b"x-clerk-auth-reason", self.reason.encode()))
+            if self.detail and self.detail.isascii() and self.detail.isprintable():
+                headers.append((b"x-clerk-auth-message", self.detail.encode()))
         if self.location is not None:
             headers.append((b"location", self.location.encode("ascii")))
         if self.status == 401:
@@ -88,6 +100,7 @@ class Refusal:
             headers.append((b"www-authenticate", challenge.encode()))
         if self.retry_after is not None:
             headers.append((b"retry-after", str(self.retry_after).encode()))
+        headers.extend((b"set-cookie", cookie.encode("latin-1")) for cookie in self.cookies)
         return headers
 
     def body(self) -> bytes:
@@ -100,12 +113,11 @@ class Refusal:
     def response(self) -> Response:
         """The default response, as a Starlette :class:`~starlette.responses.Response`."""
         body = self.body()
-        return Response(
-            body,
-            status_code=self.status,
-            headers=self.headers,
-            media_type="application/json" if body else None,
+        response = Response(
+            body, status_code=self.status, media_type="application/json" if body else None
         )
+        response.raw_headers[:0] = self.raw_headers()
+        return response
 
 
 #: ``on_refusal``: given the connection and the refusal, the response to send (sync or async);
@@ -131,6 +143,9 @@ async def send_refusal(
                 raise TypeError(
                     f"on_refusal must return a starlette Response or None, got {response!r}."
                 )
+            response.raw_headers.extend(
+                (b"set-cookie", cookie.encode("latin-1")) for cookie in refusal.cookies
+            )
             await response(scope, receive, send)  # on a WebSocket: the HTTP denial response
             return
     if not denial:  # the server cannot send an HTTP response on a WebSocket

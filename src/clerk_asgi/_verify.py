@@ -57,7 +57,14 @@ from ._reasons import (
     UNEXPECTED_ERROR,
 )
 
-__all__ = ["MAX_TOKEN_LENGTH", "KeySet", "TokenVerifier", "verify_signature"]
+__all__ = [
+    "MAX_TOKEN_LENGTH",
+    "KeySet",
+    "TokenVerifier",
+    "unverified_claims",
+    "verify_handshake_token",
+    "verify_signature",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -378,3 +385,41 @@ class TokenVerifier:
         if len(cache) >= size:
             cache.popitem(last=False)  # first in, first out
         cache[token] = entry
+
+
+def unverified_claims(token: str) -> FrozenDict | None:
+    """The payload of a compact JWT, *not verified*: for choices that never grant access (which
+    cookie is the session, is it older than ``__client_uat``). None when it is not one."""
+    segments = token.encode("ascii", "replace").split(b".")
+    if len(segments) != 3 or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    try:
+        return _json_object(segments[1])
+    except _Rejected:
+        return None
+
+
+async def verify_handshake_token(keys: KeySet, token: str) -> list[str] | None:
+    """The ``handshake`` directives of a legacy ``__clerk_handshake`` token, or None.
+
+    As ``@clerk/backend`` ``verifyHandshakeToken``: the JOSE header is checked like a session
+    token's (RS256, ``typ``, and a ``cat`` that is not another token category, so a JWT
+    template cannot smuggle directives), then the signature; no time or subject claims.
+    """
+    raw = token.encode("ascii", "replace")
+    segments = raw.split(b".")
+    if len(raw) > MAX_TOKEN_LENGTH or len(segments) != 3 or not all(segments):
+        return None
+    try:
+        kid = TokenVerifier._check_header(_json_object(segments[0]))
+        claims = _json_object(segments[1])
+        signature = _canonical_signature(segments[2])
+        key = keys.peek(kid) or await keys.get(kid, may_refetch=True)
+    except (_Rejected, KeysUnavailableError, UnknownKeyError):
+        return None
+    if not verify_signature(key, raw[: len(segments[0]) + 1 + len(segments[1])], signature):
+        return None
+    directives = claims.get("handshake")
+    if not isinstance(directives, tuple) or not all(isinstance(d, str) for d in directives):
+        return None
+    return list(directives)

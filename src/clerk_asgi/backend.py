@@ -1,0 +1,162 @@
+"""``ClerkBackend``: a small async client for Clerk's Backend API.
+
+It covers what the middleware needs (the handshake payload) with explicit timeouts, Clerk's
+API version header, and one error type that never carries the secret key::
+
+    from clerk_asgi.backend import ClerkBackend
+
+    clerk = ClerkBackend()  # secret_key= / CLERK_SECRET_KEY, api_url= / CLERK_API_URL
+    directives = await clerk.handshake_payload(nonce)
+
+Errors::
+
+    ClerkError
+    └── BackendAPIError      a Backend API call failed: .status (0 when no answer), .code
+                             (Clerk's error code), .message, .retry_after
+
+The official ``clerk-backend-api`` SDK stays usable side by side for everything else.
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from typing import Any, Final
+
+import anyio
+import httpx
+
+from ._config import ClerkConfig
+from .exceptions import ClerkError, ConfigurationError
+
+__all__ = ["API_VERSION", "BackendAPIError", "ClerkBackend"]
+
+
+#: The Backend API version this client speaks (``Clerk-API-Version``), as ``@clerk/backend``.
+API_VERSION: Final = "2026-05-12"
+#: Bodies larger than this are refused (a handshake payload is a few cookies).
+_MAX_BODY: Final = 256 * 1024
+
+
+class BackendAPIError(ClerkError):
+    """A Backend API call failed.
+
+    Attributes:
+        status: the HTTP status, or 0 when Clerk did not answer (timeout, connection error).
+        code: Clerk's error code (``errors[0].code``), or a code of ours (``timeout``,
+            ``network-error``, ``invalid-response``).
+        message: a human-readable explanation (never the secret key).
+        retry_after: seconds from ``Retry-After``, when Clerk sent one.
+    """
+
+    def __init__(
+        self, status: int, code: str, message: str, retry_after: float | None = None
+    ) -> None:
+        super().__init__(f"Clerk Backend API: {message} (status {status}, code {code})")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+class ClerkBackend:
+    """An async client for Clerk's Backend API, built from keywords or a :class:`ClerkConfig`.
+
+    Args:
+        config: a :class:`~clerk_asgi.ClerkConfig` to take the secret key, API URL, HTTP client
+            and timeout from (keywords then must not be given).
+        secret_key: ``sk_test_...``/``sk_live_...`` (``CLERK_SECRET_KEY``).
+        api_url: the Backend API base without ``/v1`` (``CLERK_API_URL``, default
+            ``https://api.clerk.com``).
+        http_client: the ``httpx.AsyncClient`` to use (default: one of our own).
+        timeout: seconds a call may take in all (default 5).
+
+    Raises:
+        ConfigurationError: no usable secret key.
+    """
+
+    def __init__(
+        self,
+        config: ClerkConfig | None = None,
+        *,
+        secret_key: str | None = None,
+        api_url: str | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        if config is None:
+            config = ClerkConfig(
+                secret_key=secret_key,
+                api_url=api_url,
+                http_client=http_client,
+                api_timeout=5.0 if timeout is None else timeout,
+            )
+        elif any(v is not None for v in (secret_key, api_url, http_client, timeout)):
+            raise ConfigurationError("Pass either config= or keywords to ClerkBackend, not both.")
+        if config.secret_key is None:
+            raise ConfigurationError(
+                "The Backend API needs a secret key: set CLERK_SECRET_KEY or pass secret_key=."
+            )
+        self._secret = config.secret_key
+        self.api_url = config.api_url
+        self._client = config.http_client
+        self._timeout = config.api_timeout
+
+    def __repr__(self) -> str:
+        return f"ClerkBackend(api_url={self.api_url!r})"
+
+    async def handshake_payload(self, nonce: str) -> list[str]:
+        """The ``Set-Cookie`` directives Clerk stored for a handshake ``nonce`` (single use).
+
+        Raises:
+            BackendAPIError: the call failed or the answer is not a list of strings.
+        """
+        body = await self._request("GET", "/v1/clients/handshake_payload", {"nonce": nonce})
+        directives = body.get("directives") if isinstance(body, dict) else None
+        if not isinstance(directives, list) or not all(isinstance(d, str) for d in directives):
+            raise BackendAPIError(200, "invalid-response", "the handshake payload is malformed")
+        return directives
+
+    async def _request(self, method: str, path: str, params: dict[str, str] | None = None) -> Any:
+        """One call; the JSON body of a 2xx answer, else :class:`BackendAPIError`."""
+        url = self.api_url + path
+        headers = {
+            "Authorization": f"Bearer {self._secret}",
+            "Clerk-API-Version": API_VERSION,
+            "Accept": "application/json",
+            "Accept-Encoding": "identity",
+        }
+        client = self._client
+        if client is None:  # made once, on first use (as the key cache does)
+            client = self._client = httpx.AsyncClient(follow_redirects=False)
+        try:
+            with anyio.fail_after(self._timeout):  # in all: a transport may never answer
+                response = await client.request(
+                    method, url, params=params, headers=headers, timeout=self._timeout
+                )
+        except (httpx.TimeoutException, TimeoutError):
+            raise BackendAPIError(0, "timeout", f"no answer within {self._timeout} s") from None
+        except httpx.HTTPError as error:
+            raise BackendAPIError(0, "network-error", type(error).__name__) from None
+        if len(response.content) > _MAX_BODY:
+            raise BackendAPIError(response.status_code, "invalid-response", "answer too large")
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.is_success:
+            return body
+        raise _error(response, body)
+
+
+def _error(response: httpx.Response, body: Any) -> BackendAPIError:
+    """Clerk's ``{"errors": [{"code", "message", "long_message"}]}`` as a BackendAPIError."""
+    code, message = "unexpected-status", response.reason_phrase or "error"
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        first = errors[0]
+        code = str(first.get("code") or code)[:100]
+        message = str(first.get("long_message") or first.get("message") or message)[:500]
+    retry_after: float | None = None
+    with suppress(KeyError, ValueError):
+        retry_after = float(response.headers["retry-after"])
+    return BackendAPIError(response.status_code, code, message, retry_after)
