@@ -204,12 +204,13 @@ async def test_failure_during_single_flight_is_shared_not_retried(
         await anyio.wait_all_tasks_blocked()
         script.gate.set()
     assert len(results) == 100
-    assert all(isinstance(r, KeysUnavailableError) and r.retry_after == 30 for r in results)
+    assert all(isinstance(r, KeysUnavailableError) for r in results)
+    assert keys.retry_after() == 30
     assert len(script.requests) == 1
     clock.advance(29.999)
-    with pytest.raises(KeysUnavailableError) as early:
+    with pytest.raises(KeysUnavailableError):
         await keys.get("k1")
-    assert early.value.retry_after == 1
+    assert keys.retry_after() == 1
     assert len(script.requests) == 1
     clock.advance(0.001)
     script.gate = None
@@ -412,9 +413,9 @@ async def test_task_cancel_of_the_starter_still_reports_a_failed_fetch_to_the_ot
     with pytest.raises(asyncio.CancelledError):
         await first
     held.release.set()
-    with pytest.raises(KeysUnavailableError) as refused:
+    with pytest.raises(KeysUnavailableError):
         await second
-    assert refused.value.retry_after == 30
+    assert keys.retry_after() == 30
     assert len(held.requests) == 1
     gc.collect()
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [

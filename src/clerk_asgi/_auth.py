@@ -1,9 +1,9 @@
 """The ``Auth`` value handed to handlers, and Clerk's ``has()`` semantics.
 
 Claims are decoded once, when the Auth is built from a verified token; ``has()`` then only
-compares. Semantics follow ``@clerk/shared`` ``authorization.ts`` and ``jwtPayloadParser.ts``
-(reference/clerk-semantics.md §5-§6): every requested condition must pass, asking for nothing
-is ``False``, malformed data fails closed.
+compares. Semantics follow ``@clerk/shared`` ``authorization.ts`` and ``jwtPayloadParser.ts``:
+every requested condition must pass, asking for nothing is ``False``, malformed data fails
+closed.
 """
 
 from __future__ import annotations

@@ -63,11 +63,7 @@ class UnknownKeyError(KeyLookupError):
 
 
 class KeysUnavailableError(KeyLookupError):
-    """No keys could be loaded at all (reason ``jwk-remote-failed-to-load``): answer 503."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"signing keys unavailable, retry after {retry_after}s")
-        self.retry_after = retry_after
+    """No usable keys: the JWKS cannot be fetched and nothing fresh or stale is cached."""
 
 
 def _b64url_uint(value: object) -> int | None:
@@ -222,7 +218,7 @@ class RemoteKeySet:
         keys = self._keys
         now = self._clock()
         if keys is None or now >= self._fetched_at + self._ttl + self._stale_window:
-            raise KeysUnavailableError(self.retry_after())
+            raise KeysUnavailableError
         key = keys.get(kid)
         if key is None:
             raise UnknownKeyError(kid)

@@ -1,8 +1,8 @@
 """Route rules: Clerk's ``createRouteMatcher`` pattern syntax, compiled once.
 
-Patterns follow path-to-regexp 6 as vendored by ``@clerk/shared`` (reference/clerk-semantics.md
-§7): anchored at both ends, case-insensitive, an optional trailing ``/``, ``(.*)`` groups,
-``:param`` segments with ``?``/``*``/``+`` modifiers. Examples::
+Patterns follow path-to-regexp 6 as vendored by ``@clerk/shared`` (``pathToRegexp.ts``, used by
+``createRouteMatcher``): anchored at both ends, case-insensitive, an optional trailing ``/``,
+``(.*)`` groups, ``:param`` segments with ``?``/``*``/``+`` modifiers. Examples::
 
     "/sign-in(.*)"      -> ^/sign-in(.*)[/#?]?$        also matches /sign-inx (sibling!)
     "/api/(.*)"         -> ^/api(?:/(.*))[/#?]?$       /api/ and /api/x, not /api

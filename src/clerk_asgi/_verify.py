@@ -1,6 +1,7 @@
 """Session-token verification: structure, then signature, then claims.
 
-Order (``@clerk/backend`` ``verifyJwt`` plus the hardening of security-cases.md §B-§D):
+Order (``@clerk/backend`` ``verifyJwt``, hardened against the hostile tokens of
+``docs/security.md``):
 
 1. size cap and compact form (three canonical base64url segments) -> ``token-invalid``;
 2. JOSE header: a JSON object without duplicate members; ``cat`` a session category,

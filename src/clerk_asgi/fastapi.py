@@ -26,10 +26,13 @@ from fastapi.openapi.models import APIKey, APIKeyIn, HTTPBearer
 from fastapi.security.base import SecurityBase
 from pydantic import BaseModel, Field
 
-from . import _reasons as R
 from ._auth import Auth
 from ._dependencies import current_auth, require_auth
-from ._reasons import message_for
+from ._reasons import (
+    AUTHORIZATION_FAILED,
+    SESSION_TOKEN_MISSING,
+    message_for,
+)
 from ._rules import Rule
 
 __all__ = ["AuthErrorBody", "CurrentAuth", "SignedInAuth", "auth_responses", "docs_rule"]
@@ -131,7 +134,7 @@ def auth_responses(*, forbidden: bool = True) -> dict[int | str, dict[str, Any]]
                 }
             },
             "content": {
-                "application/json": {"example": _example("unauthorized", R.SESSION_TOKEN_MISSING)}
+                "application/json": {"example": _example("unauthorized", SESSION_TOKEN_MISSING)}
             },
         }
     }
@@ -140,7 +143,7 @@ def auth_responses(*, forbidden: bool = True) -> dict[int | str, dict[str, Any]]
             "model": AuthErrorBody,
             "description": "Signed in, but the role, permission, feature or plan is missing.",
             "content": {
-                "application/json": {"example": _example("forbidden", R.AUTHORIZATION_FAILED)}
+                "application/json": {"example": _example("forbidden", AUTHORIZATION_FAILED)}
             },
         }
     return responses
