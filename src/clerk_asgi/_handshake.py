@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from functools import partial
 from typing import Any, Final, NamedTuple
 from urllib.parse import parse_qsl, quote_plus
 
@@ -56,7 +57,7 @@ from ._reasons import (
     TOKEN_NOT_ACTIVE_YET,
     message_for,
 )
-from ._request import Incoming, request_origin, session_cookie
+from ._request import Incoming, clerk_cookies, request_origin
 from ._responses import Refusal
 from ._verify import KeySet, TokenVerifier, unverified_claims, verify_handshake_token
 from .backend import API_VERSION, BackendAPIError, ClerkBackend
@@ -98,7 +99,9 @@ class Outcome(NamedTuple):
 def js_parse_int(text: str | None) -> int:
     """``Number.parseInt(text) || 0``, as Clerk reads ``__client_uat``: leading digits (or
     ``0x`` hex), an optional sign; anything unparsable is 0."""
-    match = _JS_INT.match(text or "")
+    if text is None or text.isdigit():  # the common case: plain Unix seconds
+        return int(text) if text and len(text) < 20 else 0
+    match = _JS_INT.match(text)
     if match is None:
         return 0
     sign, hexadecimal, decimal = match.groups()
@@ -159,32 +162,37 @@ class CookieFlow:
 
     async def authenticate(self, request: Incoming) -> Outcome:
         """The outcome of the cookie flow for ``request`` (no token in an Authorization header)."""
-        jar = request.cookies or []
+        jar = clerk_cookies(request.cookies) if request.cookies else {}
         query = self._query(request)
-        eligible = self._eligible(request)
-        if eligible:
+        if (
+            "__clerk_handshake_nonce" in jar
+            or "__clerk_handshake" in jar
+            or "__clerk_handshake_nonce" in query
+            or "__clerk_handshake" in query
+        ) and self._eligible(request):
             back = await self._resolve(request, jar, query)
             if back is not None:
                 return back
 
-        plain = session_cookie(jar, "__session")
+        plain = jar.get("__session")
         known = self._verifier.cached(plain) if plain else None
-        suffixed = self._uses_suffixed(jar, plain, known)
+        suffixed = self._uses_suffixed(jar, plain, known if known and known.is_signed_in else None)
+        suffix = self._suffix if suffixed else ""
+        session = jar.get("__session" + suffix)
         if suffixed:
-            session = session_cookie(jar, "__session" + self._suffix)
             known = self._verifier.cached(session) if session else None
-            client_uat = js_parse_int(session_cookie(jar, "__client_uat" + self._suffix))
-        else:
-            session = plain
-            client_uat = js_parse_int(session_cookie(jar, "__client_uat"))
-        hand_off = _HandOff(self, request, eligible, jar, session, suffixed)
+        if session:  # the request's token, from now on (a 401 then says invalid_token)
+            request.token, request.carrier = session, "cookie"
+        client_uat = js_parse_int(jar.get("__client_uat" + suffix))
+        hand_off = partial(self._hand_off, request, jar, session, suffixed)
 
         if self._development:
             synced = query.get("__clerk_db_jwt")
-            hand_off.dev_browser = synced or self._dev_browser(jar, suffixed)
+            dev_browser = synced or jar.get("__clerk_db_jwt" + suffix)
+            hand_off = partial(hand_off, dev_browser=dev_browser)
             if synced:
                 return hand_off(DEV_BROWSER_SYNC)
-            if not hand_off.dev_browser:
+            if not dev_browser:
                 return hand_off(DEV_BROWSER_MISSING)
         if not client_uat:
             if not session:
@@ -192,7 +200,9 @@ class CookieFlow:
             return hand_off(SESSION_TOKEN_BUT_NO_CLIENT_UAT)
         if not session:
             return hand_off(CLIENT_UAT_BUT_NO_SESSION_TOKEN)
-        claims = known.claims if known is not None else unverified_claims(session)
+        # A verified token's claims, else the unverified ones (a refusal remembered by the
+        # verifier carries none): staleness is checked before the signature, as in Clerk.
+        claims = known.claims if known and known.is_signed_in else unverified_claims(session)
         if claims is not None and 0 < _iat(claims) < client_uat:  # a missing iat passes
             return hand_off(SESSION_TOKEN_IAT_BEFORE_CLIENT_UAT)
 
@@ -202,12 +212,10 @@ class CookieFlow:
         reason = auth.reason or SESSION_TOKEN_MISSING
         if reason == TOKEN_EXPIRED:
             get = request.scope["type"] == "http" and request.scope["method"] == "GET"
-            expired = (
-                SESSION_TOKEN_EXPIRED_NO_REFRESH_COOKIE if get else SESSION_TOKEN_EXPIRED_NON_GET
-            )
-            return hand_off(expired, _detail(reason))
+            why = SESSION_TOKEN_EXPIRED_NO_REFRESH_COOKIE if get else SESSION_TOKEN_EXPIRED_NON_GET
+            return hand_off(why, detail=_detail(reason))
         if reason in _EXPIRED_REASONS:
-            return hand_off(_EXPIRED_REASONS[reason], _detail(reason))
+            return hand_off(_EXPIRED_REASONS[reason], detail=_detail(reason))
         return Outcome(auth)
 
     # -- reading the request ---------------------------------------------------------------------
@@ -235,14 +243,12 @@ class CookieFlow:
             return dest in (b"document", b"iframe")
         return headers.get(b"accept", b"").startswith(b"text/html")
 
-    def _dev_browser(self, jar: list[bytes], suffixed: bool) -> str | None:
-        name = "__clerk_db_jwt" + (self._suffix if suffixed else "")
-        return session_cookie(jar, name)
-
-    def _uses_suffixed(self, jar: list[bytes], plain: str | None, known: Auth | None) -> bool:
+    def _uses_suffixed(self, jar: dict[str, str], plain: str | None, known: Auth | None) -> bool:
         """Clerk's ``usesSuffixedCookies``: whether ``__session_<suffix>`` and
         ``__client_uat_<suffix>`` are the cookies of this instance."""
-        if not any(self._suffix.encode() in raw for raw in jar):  # no suffixed cookie at all
+        ss = jar.get("__session" + self._suffix, "")
+        us = jar.get("__client_uat" + self._suffix)
+        if not us and not ss:  # the common case: no suffixed cookie at all
             return plain is not None and known is None and not self._belongs(plain)
         s = plain or ""
         if s and known is None:
@@ -251,11 +257,7 @@ class CookieFlow:
                 return False
             if not self._belongs(s, claims):
                 return True
-        ss = session_cookie(jar, "__session" + self._suffix) or ""
-        u = session_cookie(jar, "__client_uat")
-        us = session_cookie(jar, "__client_uat" + self._suffix)
-        if not us and not ss:
-            return False
+        u = jar.get("__client_uat")
         if us != "0" and u != "0" and _iat(unverified_claims(s)) > _iat(unverified_claims(ss)):
             return False
         if us == "0" and u != "0":
@@ -282,15 +284,11 @@ class CookieFlow:
     # -- coming back from the Frontend API -------------------------------------------------------
 
     async def _resolve(
-        self, request: Incoming, jar: list[bytes], query: dict[str, str]
+        self, request: Incoming, jar: dict[str, str], query: dict[str, str]
     ) -> Outcome | None:
         """The handshake's result, or None to evaluate the cookies as they are."""
-        nonce = query.get("__clerk_handshake_nonce") or session_cookie(
-            jar, "__clerk_handshake_nonce"
-        )
-        token = query.get("__clerk_handshake") or session_cookie(jar, "__clerk_handshake")
-        if not nonce and not token:
-            return None
+        nonce = query.get("__clerk_handshake_nonce") or jar.get("__clerk_handshake_nonce")
+        token = query.get("__clerk_handshake") or jar.get("__clerk_handshake")
         directives: list[str] | None = None
         if nonce:  # the nonce wins over a legacy token, as in Clerk
             if not _NONCE.fullmatch(nonce):
@@ -336,6 +334,52 @@ class CookieFlow:
 
     # -- handing the browser to the Frontend API -------------------------------------------------
 
+    def _hand_off(
+        self,
+        request: Incoming,
+        jar: dict[str, str],
+        session: str | None,
+        suffixed: bool,
+        reason: str,
+        *,
+        dev_browser: str | None = None,
+        detail: str = "",
+    ) -> Outcome:
+        """Clerk's ``maybe_handshake``: a 307 to the Frontend API when the request is eligible
+        and the loop guard allows, else signed out with the same reason."""
+        signed_out = Auth.signed_out(reason)
+        if not self._eligible(request):
+            return Outcome(signed_out)
+        count = js_number(jar.get("__clerk_redirect_count"))
+        if count >= MAX_REDIRECTS:
+            logger.warning(
+                "Clerk: the handshake was tried %d times in a row (%s); signing the browser out. "
+                "This usually means that the Clerk keys of this server do not match the "
+                "instance of the frontend.",
+                MAX_REDIRECTS,
+                reason,
+            )
+            return Outcome(signed_out)
+        counter = f"__clerk_redirect_count={int(count) + 1}; SameSite=Lax; HttpOnly; Max-Age=2"
+        back = without_params(request.url(self._config.public_origin), _DEV_PARAMS)
+        params = [
+            ("redirect_url", back),
+            ("__clerk_api_version", API_VERSION),
+            ("suffixed_cookies", "true" if suffixed else "false"),
+            ("__clerk_hs_reason", reason),
+            ("format", "nonce"),
+        ]
+        if session:
+            params.append(("__session", session))
+        if self._development and dev_browser:
+            params.append(("__clerk_db_jwt", dev_browser))
+        query = "&".join(f"{name}={form_encode(value)}" for name, value in params)
+        location = f"{self.frontend_api(request).rstrip('/')}/v1/client/handshake?{query}"
+        redirect = Refusal(
+            307, reason, "handshake", location=location, cookies=(counter,), detail=detail
+        )
+        return Outcome(signed_out, redirect=redirect)
+
     def frontend_api(self, request: Incoming) -> str:
         """Where the handshake goes: the proxy (made absolute on this site) or the instance's
         Frontend API."""
@@ -348,65 +392,6 @@ class CookieFlow:
             )
             return origin + proxy
         return proxy
-
-
-class _HandOff:
-    """``maybe_handshake``: a 307 to the Frontend API when the request is eligible and the loop
-    guard allows, else signed out with the same reason."""
-
-    __slots__ = ("dev_browser", "eligible", "flow", "jar", "request", "session", "suffixed")
-
-    def __init__(
-        self,
-        flow: CookieFlow,
-        request: Incoming,
-        eligible: bool,
-        jar: list[bytes],
-        session: str | None,
-        suffixed: bool,
-    ) -> None:
-        self.flow, self.request, self.eligible, self.jar = flow, request, eligible, jar
-        self.session, self.suffixed = session, suffixed
-        self.dev_browser: str | None = None
-
-    def __call__(self, reason: str, detail: str = "") -> Outcome:
-        signed_out = Auth.signed_out(reason)
-        if not self.eligible:
-            return Outcome(signed_out)
-        count = js_number(session_cookie(self.jar, "__clerk_redirect_count"))
-        if count >= MAX_REDIRECTS:
-            logger.warning(
-                "Clerk: the handshake was tried %d times in a row (%s); signing the browser out. "
-                "This usually means that the Clerk keys of this server do not match the "
-                "instance of the frontend.",
-                MAX_REDIRECTS,
-                reason,
-            )
-            return Outcome(signed_out)
-        counter = f"__clerk_redirect_count={int(count) + 1}; SameSite=Lax; HttpOnly; Max-Age=2"
-        location = self._url(reason)
-        redirect = Refusal(
-            307, reason, "handshake", location=location, cookies=(counter,), detail=detail
-        )
-        return Outcome(signed_out, redirect=redirect)
-
-    def _url(self, reason: str) -> str:
-        """The handshake URL, its parameters in Clerk's order and encoding."""
-        flow, request = self.flow, self.request
-        back = without_params(request.url(flow._config.public_origin), _DEV_PARAMS)
-        params = [
-            ("redirect_url", back),
-            ("__clerk_api_version", API_VERSION),
-            ("suffixed_cookies", "true" if self.suffixed else "false"),
-            ("__clerk_hs_reason", reason),
-            ("format", "nonce"),
-        ]
-        if self.session:
-            params.append(("__session", self.session))
-        if flow._development and self.dev_browser:
-            params.append(("__clerk_db_jwt", self.dev_browser))
-        query = "&".join(f"{name}={form_encode(value)}" for name, value in params)
-        return f"{flow.frontend_api(request).rstrip('/')}/v1/client/handshake?{query}"
 
 
 def _plain_directives(directives: list[str]) -> bool:

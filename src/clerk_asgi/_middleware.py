@@ -173,15 +173,16 @@ class ClerkMiddleware:
             else:
                 logger.warning("Refusing ASGI scope of unknown type %r", kind)
             return
-        request = Incoming(scope)
+        flow = self._cookie_flow
+        request = Incoming(scope, cookie_flow=flow is not None)
         rule = self._known_routes.get(request.path) or self._rules.match(request.path)
         cookies: tuple[str, ...] = ()
-        if self._cookie_flow is not None and (request.token is None or request.carrier == "cookie"):
-            auth, cookies, handshake = await self._cookie_flow.authenticate(request)
+        if flow is not None and request.token is None:  # no token in an Authorization header
+            auth, cookies, handshake = await flow.authenticate(request)
             if handshake is not None:  # to Clerk's Frontend API, or back to the clean URL
                 await send_refusal(scope, receive, send, handshake, self.config.on_refusal)
                 return
-            auth = self._same_site(request, auth, cookie=True)
+            auth = self._same_site(request, auth)
         else:
             auth = self._known_auth(request) or await self._authenticate(request)
         # Public routes run for everyone; so do signed-in users where no role/permission is due.
@@ -210,10 +211,10 @@ class ClerkMiddleware:
         token = request.token
         return self._same_site(request, await self.verifier.verify(token or ""))
 
-    def _same_site(self, request: Incoming, auth: Auth, *, cookie: bool = False) -> Auth:
+    def _same_site(self, request: Incoming, auth: Auth) -> Auth:
         """A cookie-carried session used cross-site is signed out (CSRF)."""
         if (
-            (cookie or request.carrier == "cookie")
+            request.carrier == "cookie"
             and auth.user_id is not None
             and request.is_cross_site(self.config.authorized_parties, self.config.public_origin)
         ):

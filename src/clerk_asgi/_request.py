@@ -31,6 +31,7 @@ __all__ = [
     "IDENTITY_SPELLINGS",
     "Carrier",
     "Incoming",
+    "clerk_cookies",
     "request_origin",
     "session_cookie",
     "token_from_authorization",
@@ -69,16 +70,33 @@ def session_cookie(headers: list[bytes], name: str = "__session") -> str | None:
             continue
         for pair in text.split(";"):
             key, sep, value = pair.partition("=")
-            if not sep or key.strip() != name:
-                continue
-            value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] == '"':
-                value = value[1:-1]
-            if "%" in value:
-                with suppress(UnicodeDecodeError):  # a malformed escape stays as it is
-                    value = unquote(value, errors="strict")
-            return value or None
+            if sep and key.strip() == name:
+                return _cookie_value(value) or None
     return None
+
+
+def clerk_cookies(headers: list[bytes]) -> dict[str, str]:
+    """Every cookie whose name starts with ``__`` (Clerk's), by name, the first of each name
+    winning, read as :func:`session_cookie` reads one; empty values are left out."""
+    found: dict[str, str] = {}
+    for raw in headers:
+        for pair in raw.decode("latin-1").split(";"):
+            key, sep, value = pair.partition("=")
+            key = key.strip()
+            if sep and key.startswith("__") and key not in found:
+                found[key] = _cookie_value(value)
+    return {name: value for name, value in found.items() if value}
+
+
+def _cookie_value(value: str) -> str:
+    """A raw cookie value, trimmed, one pair of quotes removed, percent-decoded when valid."""
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = value[1:-1]
+    if "%" in value:
+        with suppress(UnicodeDecodeError):  # a malformed escape stays as it is
+            value = unquote(value, errors="strict")
+    return value
 
 
 def _spellings(name: str) -> frozenset[bytes]:
@@ -146,7 +164,9 @@ class Incoming:
     #: The path the router dispatches on (``scope["path"]`` minus ``root_path``).
     path: str
 
-    def __init__(self, scope: Scope) -> None:
+    def __init__(self, scope: Scope, *, cookie_flow: bool = False) -> None:
+        """Read ``scope``; with ``cookie_flow`` (Clerk's handshake on), the session cookie is
+        left to the flow, which reads every Clerk cookie at once."""
         self.scope = scope
         raw = scope["headers"]
         headers: dict[bytes, bytes] = dict(raw)  # in C; keeps the last of repeated names
@@ -172,7 +192,7 @@ class Incoming:
                 token = token_from_authorization(authorization.decode("latin-1"))
                 self.authorization_ignored = token is None
         self.carrier = "header"
-        if token is None and cookies is not None:
+        if token is None and cookies is not None and not cookie_flow:
             token, self.carrier = session_cookie(cookies), "cookie"
         self.token = token
 
