@@ -130,9 +130,12 @@ def test_sign_in_error_suggests_the_safe_public_pattern(clerk: MockClerk) -> Non
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
-        ({}, ["Session tokens' 'iss' is and 'azp' is not checked"]),
-        ({"issuer": "https://clerk.example.com"}, ["Session tokens' 'azp' is not checked"]),
-        ({"authorized_parties": ["https://app.example.com"]}, ["'iss' is not checked"]),
+        ({}, ["Session tokens' iss and azp are not checked"]),
+        ({"issuer": "https://clerk.example.com"}, ["Session tokens' azp is not checked"]),
+        (
+            {"authorized_parties": ["https://app.example.com"]},
+            ["Session tokens' iss is not checked"],
+        ),
         (
             {"issuer": "https://clerk.example.com", "authorized_parties": ["https://a.example"]},
             [],
@@ -204,3 +207,26 @@ def test_a_default_that_is_not_a_rule_names_the_option(clerk: MockClerk, default
     """default= must be a kind name or a Rule; the message names default, not rules."""
     with pytest.raises(ConfigurationError, match=r"^default must be 'protect', 'public', 'api' or"):
         ClerkConfig(**clerk.middleware_options(default=default))
+
+
+def test_attributes_cannot_be_deleted(clerk: MockClerk) -> None:
+    """Deleting an attribute raises too: the config stays whole."""
+    config = ClerkConfig(**clerk.middleware_options())
+    with pytest.raises(AttributeError, match="ClerkConfig is frozen: sign_in_url cannot be"):
+        del config.sign_in_url
+    assert config.sign_in_url == "/sign-in"
+
+
+@pytest.mark.parametrize(
+    "host", [b"host:99999", b"host:0", b"host:", b"a..b", b"host:\xc2\xb2", b".", b"host:123456"]
+)
+async def test_a_host_that_is_no_host_falls_back_to_the_server(
+    clerk: MockClerk, clock: FakeClock, host: bytes
+) -> None:
+    """A Host with a port out of range, an empty port or label is refused: the server's
+    address builds redirect_url."""
+    middleware = ClerkMiddleware(Spy(), **clerk.middleware_options(clock=clock))
+    scope = http_scope("/dashboard", [(b"sec-fetch-dest", b"document")], host=host)
+    scope["server"] = ("10.0.0.5", 443)
+    sent = await call(middleware, scope)
+    assert redirect_url_of(response_headers(sent)["location"]) == "https://10.0.0.5/dashboard"

@@ -16,7 +16,7 @@ from fastapi import Depends, FastAPI
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from clerk_asgi import Auth, ClerkMiddleware, ForbiddenError, require_auth
+from clerk_asgi import Auth, ClerkMiddleware, ForbiddenError, Rule, require_auth
 from clerk_asgi.testing import FakeClock, MockClerk
 
 from .helpers import bearer
@@ -214,3 +214,85 @@ async def test_a_500_the_app_returns_itself_is_sent_unchanged(
         "1",
         "part one, part two",
     )
+
+
+async def record(app: Any, path: str) -> list[tuple[str, Any]]:
+    """The ASGI messages ``app`` sends for one GET, as (type, status or body)."""
+    sent: list[tuple[str, Any]] = []
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "https",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"app.example.com")],
+        "server": ("app.example.com", 443),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append((message["type"], message.get("status", message.get("body"))))
+
+    await app(scope, receive, send)
+    return sent
+
+
+@pytest.mark.parametrize("place", PLACEMENTS)
+async def test_exactly_one_response_is_sent(
+    clerk: MockClerk, clock: FakeClock, place: Placement
+) -> None:
+    """A refusal replaces the inner app's 500: one response start, one body, nothing after."""
+    app, prefix = place(options(clerk, clock))
+    sent = await record(app, f"{prefix}/me")
+    assert [kind for kind, _ in sent] == ["http.response.start", "http.response.body"]
+    assert sent[0] == ("http.response.start", 401)
+    assert json.loads(sent[1][1])["reason"] == "session-token-missing"
+
+
+async def test_a_streaming_500_is_let_through_at_once(clerk: MockClerk, clock: FakeClock) -> None:
+    """A 500 that streams (more_body) is the app's own: forwarded chunk by chunk, not held."""
+    delivered: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 500, "headers": []})
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        delivered.append(f"after first: {len(forwarded)}")
+        await send({"type": "http.response.body", "body": b"second"})
+
+    forwarded: list[Any] = []
+
+    async def send(message: Any) -> None:
+        forwarded.append(message["type"])
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b""}  # pragma: no cover - never read
+
+    middleware = ClerkMiddleware(app, **options(clerk, clock))
+    scope = {"type": "http", "method": "GET", "path": "/x", "headers": [], "query_string": b""}
+    await middleware(scope, receive, send)
+    assert delivered == ["after first: 2"]
+    assert forwarded == ["http.response.start", "http.response.body", "http.response.body"]
+
+
+async def test_the_apps_own_x_user_id_is_replaced_on_api_routes(
+    clerk: MockClerk, clock: FakeClock
+) -> None:
+    """On an API route the response echoes exactly one x-user-id: the verified one."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"x-user-id", b"app-set"), (b"X-User-Id", b"other"), (b"x-a", b"1")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    middleware = ClerkMiddleware(
+        app, **clerk.middleware_options(rules=[Rule.api("/api/:path*")], clock=clock)
+    )
+    response = await get(middleware, "/api/x", bearer(clerk.token(issued_at=clock.now)))
+    assert response.headers.get_list("x-user-id") == ["user_test"]
+    assert response.headers["x-a"] == "1"

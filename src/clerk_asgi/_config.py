@@ -508,6 +508,9 @@ class ClerkConfig:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"ClerkConfig is frozen: build a new one instead of setting {name}.")
 
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"ClerkConfig is frozen: {name} cannot be deleted.")
+
     def __repr__(self) -> str:
         source = "jwt_key" if self.jwt_key is not None else self.jwks_url
         return (

@@ -56,6 +56,9 @@ class ClerkMiddleware:
         app.add_middleware(ClerkMiddleware, config=ClerkConfig(rules=[...]))
         app.add_middleware(ClerkMiddleware, rules=[...], authorized_parties=[...])
 
+    With ``config=``, give no other keyword: one that differs from its default is refused,
+    but one passed with its default value cannot be told from one left out, and is ignored.
+
     Raises:
         ConfigurationError: at construction, for anything that cannot work, or when both
             ``config`` and other keywords are given.
@@ -160,8 +163,9 @@ class ClerkMiddleware:
         ]
         if unchecked:
             logger.warning(
-                "Session tokens' %s not checked: configure %s.",
-                " and ".join(f"'{claim}' is" for claim in unchecked),
+                "Session tokens' %s %s not checked: configure %s.",
+                " and ".join(unchecked),
+                "is" if len(unchecked) == 1 else "are",
                 " and ".join(_FIXES[claim] for claim in unchecked),
             )
 
@@ -246,27 +250,38 @@ class ClerkMiddleware:
         if identity is not None:
             scope["headers"] = [*scope["headers"], identity]
         started = False
-        # A 500 that opens the response is held back until the app is done: when the app (a
-        # FastAPI app this middleware wraps, a mounted sub-app) turned an AuthError into a 500
-        # in its own ServerErrorMiddleware, the error arrives here next and is answered instead.
+        # A complete 500 that opens the response is held back until the app is done: when the
+        # app (a FastAPI app this middleware wraps, a mounted sub-app) turned an AuthError into
+        # a 500 in its own ServerErrorMiddleware, the error arrives here next and is answered
+        # instead. A streaming 500 (more_body) is not that, and is let through at once.
         held: list[Message] = []
 
         async def watched_send(message: Message) -> None:
             """Note that the response began; echo ``x-user-id``; hold back an opening 500."""
             nonlocal started
             if not started:
-                if held or (message["type"] == "http.response.start" and message["status"] == 500):
+                if message["type"] == "http.response.start":
+                    if added:
+                        headers = message.get("headers", ())
+                        if identity is not None:
+                            headers = _without_identity(headers)
+                        message = {**message, "headers": [*headers, *added]}
+                    if message["status"] == 500:
+                        held.append(message)
+                        return
+                elif held and not message.get("more_body"):
                     held.append(message)
                     return
                 started = True
-                if added and message["type"] == "http.response.start":
-                    message = {**message, "headers": [*message.get("headers", ()), *added]}
+                if held:  # a streaming 500: the app's own
+                    await _release(held, send)
             await send(message)
 
         try:
             await self.app(scope, receive, watched_send)
         except AuthError as error:  # raised by require_auth() or the app: answered here
             if not started:
+                held.clear()  # an inner ServerErrorMiddleware's 500 for this error: dropped
                 await self._refuse(request, error, receive, send, cookies)
             elif request.scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008, "reason": error.reason})
@@ -290,6 +305,11 @@ class ClerkMiddleware:
         if cookies:
             refusal = replace(refusal, cookies=cookies)
         await send_refusal(request.scope, receive, send, refusal, self.config.on_refusal)
+
+
+def _without_identity(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The response's headers minus any ``x-user-id`` of the app's: ours is the one echoed."""
+    return [(n, v) for n, v in headers if n.lower() != b"x-user-id"]
 
 
 async def _release(held: list[Message], send: Send) -> None:

@@ -265,11 +265,17 @@ def _valid_host(text: str) -> bool:
     name, _, port = text.rpartition(":") if not text.endswith("]") else (text, "", "")
     if not name:
         name, port = text, ""
-    if port and not port.isdigit():
+    valid_port = port.isascii() and port.isdigit() and len(port) <= 5 and 0 < int(port) < 65536
+    if (port or text.endswith(":")) and not valid_port:
         return False
     if name.startswith("["):
         return name.endswith("]") and all(c in "0123456789abcdefABCDEF:." for c in name[1:-1])
-    return bool(name) and all(c.isascii() and (c.isalnum() or c in "-.") for c in name)
+    labels = name.split(".")
+    if labels[-1] == "":  # one trailing dot is a fully qualified name
+        labels.pop()
+    return bool(labels) and all(
+        label and all(c.isascii() and (c.isalnum() or c == "-") for c in label) for label in labels
+    )
 
 
 def redirect_url_for(scope: Scope, host: bytes | None, public_origin: str | None) -> str:
