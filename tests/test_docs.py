@@ -25,8 +25,9 @@ Every NAME must have a check and every check must be used. Unmarked ``python`` b
 fragments: they must still compile, and any block that builds an app must be marked. The
 reference pages are checked against the code: every reason code is in the table of
 docs/responses.md with its message, every ``ClerkConfig`` keyword is in the table of
-docs/configuration.md with its environment variable and default, and the attribute tables of
-``ClerkConfig``, ``Refusal`` and ``MockClerk`` name real attributes.
+docs/configuration.md with its environment variable and default, the attribute tables of
+``ClerkConfig``, ``Refusal``, ``MockClerk`` and ``FakeClerk`` name real attributes, and
+``FakeClerk``'s arguments are documented with their defaults.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from clerk_asgi import ClerkConfig, ClerkMiddleware, ConfigurationError, Refusal
 from clerk_asgi import _reasons as reasons
 from clerk_asgi._config import ENV_VARS
 from clerk_asgi._reasons import message_for
-from clerk_asgi.testing import MockClerk
+from clerk_asgi.testing import FakeClerk, MockClerk
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -465,6 +466,7 @@ MODULE_CHECKS: dict[str, int] = {
     "testing-overrides": 3,
     "testing-jwks": 3,
     "testing-clock": 1,
+    "testing-fakeclerk": 4,
 }
 
 
@@ -663,6 +665,35 @@ def test_the_mock_clerk_constructor_is_as_documented() -> None:
         assert field.name in rows
         if field.default is not MISSING:
             assert rows[field.name][1] == f'`"{field.default}"`'
+
+
+def test_the_fake_clerk_constructor_is_as_documented() -> None:
+    """docs/testing.md: every FakeClerk argument, in order, with the documented defaults."""
+    rows = table_rows("testing.md", "| FakeClerk argument | default |")
+    parameters = keyword_parameters(FakeClerk.__init__)
+    assert [p.name for p in parameters] == list(rows)
+    for parameter in parameters:
+        value = parameter.default
+        if isinstance(value, str):
+            assert rows[parameter.name][1] == f'`"{value}"`'
+        elif isinstance(value, int | float):
+            assert rows[parameter.name][1] == f"`{value:g}`"
+
+
+def test_the_fake_clerk_table_names_real_attributes(clerk: MockClerk) -> None:
+    """docs/testing.md: every property, method, switch and record the FakeClerk table lists
+    exists."""
+    page = (ROOT / "docs" / "testing.md").read_text(encoding="utf-8")
+    table = page.split("| name | what it is |", 1)[1].split("\n\n", 1)[0]
+    names = [
+        name
+        for line in table.splitlines()[2:]
+        for name in re.findall(r"`(\w+)", line.split(" | ")[0])
+    ]
+    assert {"sign_in", "session_token", "handshakes", "payload_error"} <= set(names)
+    fake = FakeClerk(key=clerk.key)
+    for name in names:
+        assert hasattr(fake, name), name
 
 
 @pytest.mark.anyio
