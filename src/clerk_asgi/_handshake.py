@@ -74,7 +74,7 @@ MAX_DIRECTIVE_LENGTH: Final = 4096
 #: Nonces are opaque to us, but never need more than URL-safe characters.
 _NONCE: Final = re.compile(r"[A-Za-z0-9._~-]{1,256}")
 _DIRECTIVE: Final = re.compile(r"[^\x00-\x1f\x7f]+")
-_JS_INT: Final = re.compile(r"\s*([+-]?)(?:0[xX]([0-9a-fA-F]+)|(\d+))")
+_JS_INT: Final = re.compile(r"\s*([+-]?)(?:0[xX]([0-9a-fA-F]+)|([0-9]+))")  # ASCII digits
 #: Query parameters the Frontend API adds on the way back, removed from the URL (development).
 _RETURN_PARAMS: Final = frozenset(
     {"__clerk_handshake", "__clerk_help", "__clerk_db_jwt", "__clerk_handshake_nonce"}
@@ -99,12 +99,14 @@ class Outcome(NamedTuple):
 def js_parse_int(text: str | None) -> int:
     """``Number.parseInt(text) || 0``, as Clerk reads ``__client_uat``: leading digits (or
     ``0x`` hex), an optional sign; anything unparsable is 0."""
-    if text is None or text.isdigit():  # the common case: plain Unix seconds
-        return int(text) if text and len(text) < 20 else 0
-    match = _JS_INT.match(text)
-    if match is None:
+    if not text:
         return 0
-    sign, hexadecimal, decimal = match.groups()
+    sign, hexadecimal, decimal = "", None, text
+    if not (text.isascii() and text.isdigit()):  # the common case: plain Unix seconds
+        match = _JS_INT.match(text)
+        if match is None:
+            return 0
+        sign, hexadecimal, decimal = match.groups()
     try:
         value = int(hexadecimal, 16) if hexadecimal else int(decimal)
     except ValueError:  # more digits than CPython converts
