@@ -362,6 +362,7 @@ class CookieFlow:
                 reason,
             )
             return Outcome(signed_out)
+        count = max(count, 0)  # a forged negative (or -inf) adds no handshake: it counts as 0
         counter = f"__clerk_redirect_count={int(count) + 1}; SameSite=Lax; HttpOnly; Max-Age=2"
         back = without_params(request.url(self._config.public_origin), _DEV_PARAMS)
         params = [
