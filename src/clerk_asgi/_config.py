@@ -309,7 +309,8 @@ class ClerkConfig:
             default) turns it on when a publishable key and a secret key are both configured;
             True requires them; False turns it off.
         proxy_url: Clerk's Frontend API proxy (``CLERK_PROXY_URL``), an https URL or a path on
-            this site such as ``/__clerk``: where the handshake sends browsers.
+            this site such as ``/__clerk``: where the handshake sends browsers. A path is public
+            and never enters the cookie flow: the proxy itself answers there.
         api_timeout: seconds a Backend API call may take (the handshake payload; default 5).
         on_refusal: ``(connection, refusal) -> Response | None`` (sync or async), called for
             every refusal the library writes; ``None`` sends the default response.
@@ -341,6 +342,7 @@ class ClerkConfig:
         "jwt_key",
         "max_token_age",
         "on_refusal",
+        "proxy_rule",
         "proxy_url",
         "public_origin",
         "route_rules",
@@ -362,8 +364,12 @@ class ClerkConfig:
     instance_type: Literal["development", "production"] | None
     rules: tuple[Rule, ...]
     default: Rule
-    #: The rules as the middleware applies them: the sign-in path's implied public rule first.
+    #: The rules as the middleware applies them: the implied public rules of a path-form
+    #: ``proxy_url`` and of the sign-in path first.
     route_rules: tuple[Rule, ...]
+    #: The public rule of a path-form ``proxy_url`` (Clerk's Frontend API served by this app:
+    #: never refused, never handed to the cookie flow), else None.
+    proxy_rule: Rule | None
     authorized_parties: frozenset[str]
     audience: frozenset[str]
     issuer: str | None
@@ -493,10 +499,10 @@ class ClerkConfig:
                 "middleware adds it (the URL the user wanted). Remove it from sign_in_url."
             )
         set_("sign_in_url", sign_in)
-        self._set_rules(rules, default)
-        set_("cookie_suffix", cookie_suffix(publishable) if publishable else None)
         proxy = env(proxy_url, "proxy_url")
         set_("proxy_url", validate_proxy_url(proxy) if proxy else None)
+        self._set_rules(rules, default)
+        set_("cookie_suffix", cookie_suffix(publishable) if publishable else None)
         if handshake and (pk is None or self.secret_key is None):
             raise ConfigurationError(
                 "handshake=True needs a publishable key and a secret key (CLERK_PUBLISHABLE_KEY, "
@@ -570,7 +576,13 @@ class ClerkConfig:
                 validate_redirect_target(rule.unauthorized_url, "unauthorized_url")
         object.__setattr__(self, "rules", rules)
         object.__setattr__(self, "default", default)
-        route_rules = (*self._sign_in_rules(rules), *rules)
+        proxy = self.proxy_url
+        if proxy is not None and proxy.startswith("/"):  # the Frontend API, served here
+            object.__setattr__(self, "proxy_rule", Rule.public(proxy, proxy + "/:path*"))
+        else:
+            object.__setattr__(self, "proxy_rule", None)
+        proxied = () if self.proxy_rule is None else (self.proxy_rule,)
+        route_rules = (*proxied, *self._sign_in_rules(rules), *rules)
         object.__setattr__(self, "route_rules", route_rules)
         matcher = RuleMatcher(route_rules, default)
         for rule in rules:  # an unauthorized_url that needs a role itself could loop forever

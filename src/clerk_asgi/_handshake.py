@@ -79,8 +79,9 @@ _JS_INT: Final = re.compile(r"\s*([+-]?)(?:0[xX]([0-9a-fA-F]+)|([0-9]+))")  # AS
 _RETURN_PARAMS: Final = frozenset(
     {"__clerk_handshake", "__clerk_help", "__clerk_db_jwt", "__clerk_handshake_nonce"}
 )
-#: Parameters never sent back in ``redirect_url``.
-_DEV_PARAMS: Final = frozenset({"__clerk_db_jwt", "__dev_session"})
+#: Parameters never sent back in ``redirect_url``: Clerk's development ones, and those of a
+#: previous way back (ours resolve-or-fall-back, so a failed nonce must not travel again).
+_DEV_PARAMS: Final = frozenset({"__clerk_db_jwt", "__dev_session"}) | _RETURN_PARAMS
 _EXPIRED_REASONS: Final = {
     TOKEN_NOT_ACTIVE_YET: SESSION_TOKEN_NBF,
     TOKEN_IAT_IN_THE_FUTURE: SESSION_TOKEN_IAT_IN_THE_FUTURE,
@@ -320,7 +321,14 @@ class CookieFlow:
             location = without_params(request.url(origin), _RETURN_PARAMS)
             return Outcome(
                 Auth.signed_out(SESSION_TOKEN_MISSING),
-                redirect=Refusal(307, "", "signed-in", location=location, cookies=cookies),
+                redirect=Refusal(
+                    307,
+                    "",
+                    "signed-in",
+                    location=location,
+                    cookies=cookies,
+                    message="Back from Clerk's handshake: reload the page with its cookies.",
+                ),
             )
         if not session:
             return Outcome(Auth.signed_out(SESSION_TOKEN_MISSING), cookies=cookies)
@@ -356,8 +364,8 @@ class CookieFlow:
         if count >= MAX_REDIRECTS:
             logger.warning(
                 "Clerk: the handshake was tried %d times in a row (%s); signing the browser out. "
-                "This usually means that the Clerk keys of this server do not match the "
-                "instance of the frontend.",
+                "Either the Clerk keys of this server are not those of the frontend's instance, "
+                "or Clerk's Frontend API or Backend API cannot be reached from here.",
                 MAX_REDIRECTS,
                 reason,
             )
@@ -399,7 +407,7 @@ class CookieFlow:
 
 def _plain_directives(directives: list[str]) -> bool:
     """Every directive a plain ``Set-Cookie`` value: bounded, no control characters (no header
-    splitting), a ``name=`` first, Latin-1."""
+    splitting), a ``name=`` first, ASCII."""
     if len(directives) > MAX_DIRECTIVES:
         return False
     for directive in directives:

@@ -181,7 +181,8 @@ class ClerkMiddleware:
         request = Incoming(scope, cookie_flow=flow is not None)
         rule = self._known_routes.get(request.path) or self._rules.match(request.path)
         cookies: tuple[str, ...] = ()
-        if flow is not None and request.token is None:  # no token in an Authorization header
+        # Clerk's cookie flow: no token in an Authorization header, not the proxied Frontend API.
+        if flow is not None and request.token is None and rule is not self.config.proxy_rule:
             auth, cookies, handshake = await flow.authenticate(request)
             if handshake is not None:  # to Clerk's Frontend API, or back to the clean URL
                 await send_refusal(scope, receive, send, handshake, self.config.on_refusal)
@@ -236,7 +237,9 @@ class ClerkMiddleware:
     ) -> None:
         """Run the app with the Auth in its scope; answer an ``AuthError`` it raises. Its
         response carries ``x-user-id`` on API routes and the handshake's cookies, if any."""
-        added: list[tuple[bytes, bytes]] = [(b"set-cookie", c.encode("latin-1")) for c in cookies]
+        added: list[tuple[bytes, bytes]] = []
+        if cookies:
+            added.extend((b"set-cookie", c.encode("latin-1")) for c in cookies)
         identity: tuple[bytes, bytes] | None = None
         if rule.kind == "api" and auth.user_id is not None:
             identity = (b"x-user-id", auth.user_id.encode("ascii"))  # ASCII: verified

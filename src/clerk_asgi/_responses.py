@@ -44,7 +44,8 @@ class Refusal:
         status: 401, 403, 503, or 307 for a redirect.
         reason: the machine-readable reason code (Clerk's where Clerk has one).
         message: a human-readable explanation, safe to show to clients.
-        auth_status: ``"signed-in"`` or ``"signed-out"`` (Clerk's ``x-clerk-auth-status``).
+        auth_status: ``"signed-in"``, ``"signed-out"`` or ``"handshake"`` (Clerk's
+            ``x-clerk-auth-status``).
         location: where a redirect points, else None.
         retry_after: seconds for ``Retry-After`` (503), else None.
         token_presented: a token came with the request (a 401 then says ``invalid_token``).

@@ -131,7 +131,12 @@ class ClerkBackend:
         try:
             with anyio.fail_after(self._timeout):  # in all: a transport may never answer
                 response = await client.request(
-                    method, url, params=params, headers=headers, timeout=self._timeout
+                    method,
+                    url,
+                    params=params,
+                    headers=headers,
+                    timeout=self._timeout,
+                    follow_redirects=False,  # the secret key goes to the Backend API only
                 )
         except (httpx.TimeoutException, TimeoutError):
             raise BackendAPIError(0, "timeout", f"no answer within {self._timeout} s") from None
@@ -141,7 +146,7 @@ class ClerkBackend:
             raise BackendAPIError(response.status_code, "invalid-response", "answer too large")
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past Python's limit
             body = None
         if response.is_success:
             return body
