@@ -1,0 +1,114 @@
+"""Clerk's Frontend API proxy served by the app itself (a path-form ``proxy_url``): public, never
+handed to the cookie flow; and a failed way back never travels again in ``redirect_url``."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from clerk_asgi import ClerkConfig, ClerkMiddleware, Rule
+from clerk_asgi.testing import FakeClerk, FakeClock
+
+pytestmark = pytest.mark.anyio
+
+ORIGIN = "https://app.example.com"
+PAGE = {"sec-fetch-dest": "document", "accept": "text/html"}
+
+
+async def echo(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(f"proxy saw {request.url.path}")
+
+
+def build(fake: FakeClerk, clock: FakeClock, **options: Any) -> ClerkMiddleware:
+    app = Starlette(routes=[Route("/{path:path}", echo)])
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(fake))
+    return ClerkMiddleware(
+        app,
+        publishable_key=fake.publishable_key,
+        secret_key=fake.secret_key,
+        api_url=fake.api_url,
+        http_client=http,
+        clock=clock,
+        authorized_parties=[ORIGIN],
+        sign_in_url="/sign-in",
+        **options,
+    )
+
+
+async def get(app: Any, path: str, cookies: dict[str, str] | None = None) -> httpx.Response:
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url=ORIGIN, cookies=cookies) as c:
+        return await c.get(path, headers=PAGE)
+
+
+@pytest.fixture
+def fake(clock: FakeClock) -> FakeClerk:
+    return FakeClerk(instance="production", clock=clock, origin=ORIGIN)
+
+
+def test_a_path_proxy_is_public_first() -> None:
+    """proxy_url='/__clerk' puts a public rule for it before every other rule."""
+    config = ClerkConfig(
+        publishable_key="pk_live_Y2xlcmsuZXhhbXBsZS5jb20k",
+        secret_key="sk_live_abc",
+        proxy_url="/__clerk/",
+        rules=[Rule.protect("/:path*")],
+        sign_in_url="https://accounts.example.com/sign-in",
+    )
+    assert config.proxy_url == "/__clerk"
+    assert config.proxy_rule == Rule.public("/__clerk", "/__clerk/:path*")
+    assert config.route_rules[0] is config.proxy_rule
+
+
+def test_an_absolute_proxy_adds_no_rule() -> None:
+    """An https proxy_url is another site: no rule of this app changes."""
+    config = ClerkConfig(
+        publishable_key="pk_live_Y2xlcmsuZXhhbXBsZS5jb20k",
+        secret_key="sk_live_abc",
+        proxy_url="https://app.example.com/__clerk",
+    )
+    assert config.proxy_rule is None
+
+
+@pytest.mark.parametrize(
+    "path", ["/__clerk", "/__clerk/v1/client/handshake?redirect_url=https://app.example.com/"]
+)
+async def test_requests_to_the_proxy_reach_it(fake: FakeClerk, clock: FakeClock, path: str) -> None:
+    """A page load under the proxy path runs the proxy: no handshake, no sign-in redirect."""
+    app = build(fake, clock, proxy_url="/__clerk")
+    response = await get(app, path, cookies={"__client_uat": "1700000000"})
+    assert (response.status_code, response.text) == (200, f"proxy saw {path.split('?')[0]}")
+
+
+async def test_the_handshake_goes_to_the_proxy_on_this_origin(
+    fake: FakeClerk, clock: FakeClock
+) -> None:
+    """With a path proxy, the handshake URL is on the site's own origin under that path."""
+    app = build(fake, clock, proxy_url="/__clerk")
+    response = await get(app, "/dashboard", cookies={"__client_uat": "1700000000"})
+    assert response.status_code == 307
+    assert response.headers["location"].startswith(f"{ORIGIN}/__clerk/v1/client/handshake?")
+
+
+async def test_a_failed_nonce_is_not_sent_back_to_the_frontend_api(
+    fake: FakeClerk, clock: FakeClock
+) -> None:
+    """A nonce that does not resolve falls back to the cookies; the next handshake's
+    redirect_url no longer carries it (or any other parameter of the way back)."""
+    app = build(fake, clock)
+    response = await get(
+        app,
+        "/dashboard?tab=1&__clerk_handshake_nonce=unknown&__clerk_help=1",
+        cookies={"__client_uat": "1700000000"},
+    )
+    assert response.status_code == 307
+    query = parse_qs(urlsplit(response.headers["location"]).query)
+    assert query["redirect_url"] == [f"{ORIGIN}/dashboard?tab=1"]
+    assert query["__clerk_hs_reason"] == ["client-uat-but-no-session-token"]
