@@ -20,7 +20,7 @@ import inspect
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -96,34 +96,8 @@ class ClerkMiddleware:
         proxy_url: str | None = None,
         api_timeout: float = 5.0,
     ) -> None:
-        options: dict[str, Any] = {
-            "rules": rules,
-            "default": default,
-            "sign_in_url": sign_in_url,
-            "authorized_parties": authorized_parties,
-            "publishable_key": publishable_key,
-            "secret_key": secret_key,
-            "jwt_key": jwt_key,
-            "jwks_url": jwks_url,
-            "issuer": issuer,
-            "api_url": api_url,
-            "public_origin": public_origin,
-            "audience": audience,
-            "clock_skew": clock_skew,
-            "treat_pending_as_signed_out": treat_pending_as_signed_out,
-            "max_token_age": max_token_age,
-            "http_client": http_client,
-            "clock": clock,
-            "jwks_cache_ttl": jwks_cache_ttl,
-            "jwks_cooldown": jwks_cooldown,
-            "jwks_stale_window": jwks_stale_window,
-            "jwks_timeout": jwks_timeout,
-            "token_cache_size": token_cache_size,
-            "on_refusal": on_refusal,
-            "handshake": handshake,
-            "proxy_url": proxy_url,
-            "api_timeout": api_timeout,
-        }
+        # Every keyword but app and config, as given (the signature above is the contract).
+        options = {name: value for name, value in locals().items() if name in _DEFAULTS}
         if config is None:
             config = ClerkConfig(**options)
         elif not isinstance(config, ClerkConfig):
