@@ -25,7 +25,7 @@ from typing import Any, Final
 import anyio
 import httpx
 
-from ._config import ClerkConfig
+from ._config import ClerkConfig, env
 from .exceptions import ClerkError, ConfigurationError
 
 __all__ = ["API_VERSION", "BackendAPIError", "ClerkBackend"]
@@ -35,6 +35,7 @@ __all__ = ["API_VERSION", "BackendAPIError", "ClerkBackend"]
 API_VERSION: Final = "2026-05-12"
 #: Bodies larger than this are refused (a handshake payload is a few cookies).
 _MAX_BODY: Final = 256 * 1024
+_NEEDS_KEY: Final = "The Backend API needs a secret key: set CLERK_SECRET_KEY or pass secret_key=."
 
 
 class BackendAPIError(ClerkError):
@@ -84,6 +85,8 @@ class ClerkBackend:
         timeout: float | None = None,
     ) -> None:
         if config is None:
+            if env(secret_key, "secret_key") is None:  # say so, not "no key material" at all
+                raise ConfigurationError(_NEEDS_KEY)
             config = ClerkConfig(
                 secret_key=secret_key,
                 api_url=api_url,
@@ -93,9 +96,7 @@ class ClerkBackend:
         elif any(v is not None for v in (secret_key, api_url, http_client, timeout)):
             raise ConfigurationError("Pass either config= or keywords to ClerkBackend, not both.")
         if config.secret_key is None:
-            raise ConfigurationError(
-                "The Backend API needs a secret key: set CLERK_SECRET_KEY or pass secret_key=."
-            )
+            raise ConfigurationError(_NEEDS_KEY)
         self._secret = config.secret_key
         self.api_url = config.api_url
         self._client = config.http_client
