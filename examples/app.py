@@ -8,43 +8,70 @@ Run it from the repository root (either command; ``PORT=9000`` or ``--port 9000`
 Two modes, chosen from the environment when the app is created:
 
 * **Development (the default)**: none of ``CLERK_PUBLISHABLE_KEY``, ``CLERK_SECRET_KEY``,
-  ``CLERK_JWT_KEY``, ``CLERK_JWKS_URL`` is set. A development issuer (``dev_issuer.py``, not
-  Clerk) generates an RSA key at start-up and the middleware verifies its tokens with the public
-  half, for real. ``/sign-in`` offers two demo users; choosing one sets the ``__session`` cookie.
-* **Clerk**: with your instance's keys in the environment (``CLERK_PUBLISHABLE_KEY`` at least),
-  the middleware verifies real Clerk session tokens and every page loads clerk-js from your
-  instance's Frontend API; ``/sign-in`` mounts Clerk's ``<SignIn />``.
+  ``CLERK_JWT_KEY``, ``CLERK_JWKS_URL`` is set. ``clerk_asgi.testing.FakeClerk`` (not Clerk)
+  answers as the app's Frontend API proxy under ``/__clerk`` and as its Backend API, in
+  process. Its session tokens live 60 seconds, as Clerk's, and the middleware renews them with
+  Clerk's handshake. ``/sign-in`` offers two demo users; the page's script plays clerk-js's
+  part (sign-in, the ``__session`` and ``__client_uat`` cookies, ``getToken()``, sign-out).
+  ``CLERK_EXAMPLE_FAKE_CLOCK=1`` gives FakeClerk and the middleware one fake clock that
+  ``POST /__dev/clock?advance=120`` moves, to see tokens expire without waiting.
+* **Clerk**: with your instance's keys in the environment (``CLERK_PUBLISHABLE_KEY`` and
+  ``CLERK_SECRET_KEY`` for the handshake), the middleware verifies real Clerk session tokens
+  and every page loads clerk-js from your instance's Frontend API; ``/sign-in`` mounts
+  Clerk's ``<SignIn />``.
 """
 
 from __future__ import annotations
 
 import html
 import logging
+import math
 import os
 import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
-from dev_issuer import DEMO_USERS, DevIssuer
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clerk_asgi import Auth, ClerkConfig, ClerkMiddleware, Rule
 from clerk_asgi.fastapi import CurrentAuth
+from clerk_asgi.testing import FakeClerk, FakeClock, KeyPair
 
-__all__ = ["KEY_VARIABLES", "RULES", "app", "create_app", "same_origin_target"]
+__all__ = [
+    "DEMO_USERS",
+    "KEY_VARIABLES",
+    "RULES",
+    "DemoUser",
+    "Development",
+    "DevelopmentFront",
+    "app",
+    "create_app",
+    "same_origin_target",
+]
 
 logger = logging.getLogger("clerk_asgi.example")
 
-#: Any of these in the environment switches the example from the dev issuer to real Clerk.
+#: Any of these in the environment switches the example from FakeClerk to real Clerk.
 KEY_VARIABLES: Final = (
     "CLERK_PUBLISHABLE_KEY",
     "CLERK_SECRET_KEY",
     "CLERK_JWT_KEY",
     "CLERK_JWKS_URL",
 )
+#: ``1`` in development mode: one fake clock for FakeClerk and the middleware, and
+#: ``POST /__dev/clock?advance=N`` to move it.
+FAKE_CLOCK_VARIABLE: Final = "CLERK_EXAMPLE_FAKE_CLOCK"
 
 #: The route table of Clerk's Next.js quickstart; paths no rule matches require sign-in.
 RULES: Final = (
@@ -55,12 +82,60 @@ RULES: Final = (
     Rule.api("/api/:path*"),
 )
 SIGN_IN_URL: Final = "/sign-in"
-SESSION_COOKIE: Final = "__session"
 CLERK_JS: Final = "https://{host}/npm/@clerk/clerk-js@5/dist/clerk.browser.js"
-DEV_BANNER: Final = "development issuer — not Clerk"
+DEV_BANNER: Final = (
+    "FakeClerk, not Clerk: anyone who can reach this server can sign in as a demo user"
+)
+#: Development mode: where FakeClerk answers as the app's Frontend API proxy.
+PROXY_PATH: Final = "/__clerk"
+#: Development mode: the switches for FakeClerk and the fake clock.
+DEV_PATH: Final = "/__dev"
+#: Seconds a session token lives, as Clerk's.
+TOKEN_LIFETIME: Final = 60
+#: The reasons the middleware's 401 gives when the session cookie only needs a new token.
+REFRESH_REASONS: Final = (
+    "token-expired",
+    "session-token-expired-refresh-non-eligible-no-refresh-cookie",
+    "session-token-expired-refresh-non-eligible-non-get",
+    "client-uat-but-no-session-token",
+    "session-token-iat-before-client-uat",
+)
+#: A browser without any session cookie: signed out, nothing to explain.
+_PLAIN_SIGNED_OUT: Final = frozenset({"session-token-and-uat-missing", "session-token-missing"})
 
 _UNSAFE_URL = re.compile(r"[\x00-\x20\x7f\\]")
-_HOST = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?")
+
+
+@dataclass(frozen=True, slots=True)
+class DemoUser:
+    """A user of the development sign-in page, member of one organization."""
+
+    name: str
+    email: str
+    user_id: str
+    org_id: str
+    org_role: str
+    description: str
+
+
+DEMO_USERS: Final = (
+    DemoUser(
+        name="Mia Member",
+        email="mia@example.test",
+        user_id="user_demo_member",
+        org_id="org_demo_acme",
+        org_role="org:member",
+        description="A member of Acme: the dashboard works, /admin does not.",
+    ),
+    DemoUser(
+        name="Ada Admin",
+        email="ada@example.test",
+        user_id="user_demo_admin",
+        org_id="org_demo_acme",
+        org_role="org:admin",
+        description="An org:admin of Acme: everything, /admin included.",
+    ),
+)
 
 
 def same_origin_target(target: str | None, origin: str, fallback: str = "/") -> str:
@@ -90,8 +165,10 @@ def _origin(request: Request) -> str:
     return f"{request.url.scheme}://{request.url.netloc}"
 
 
-def _same_origin_post(request: Request) -> bool:
-    """A form posted by one of our own pages (no login CSRF from other sites)."""
+def _same_origin_call(request: Request) -> bool:
+    """A safe method, or a request from this site's own pages (no cross-site state change)."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return True
     site = request.headers.get("sec-fetch-site")
     if site is not None and site not in ("same-origin", "none"):
         return False
@@ -99,9 +176,121 @@ def _same_origin_post(request: Request) -> bool:
     return origin is None or origin == _origin(request)
 
 
-def _form_value(body: bytes, name: str) -> str | None:
-    values = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20).get(name)
-    return values[0] if values else None
+# --- development mode: FakeClerk and its switches ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Development:
+    """Development mode's FakeClerk, the in-process client to its Backend API, the fake clock."""
+
+    fake: FakeClerk
+    http: httpx.AsyncClient
+    clock: FakeClock | None
+
+    @classmethod
+    def start(cls, *, clock: FakeClock | None = None, key: KeyPair | None = None) -> Development:
+        """A production-type FakeClerk behind ``/__clerk``, 60-second tokens, the demo users."""
+        fake = FakeClerk(
+            instance="production",
+            proxy_path=PROXY_PATH,
+            token_lifetime=TOKEN_LIFETIME,
+            clock=clock,
+            key=key,
+        )
+        for user in DEMO_USERS:
+            fake.add_user(
+                user.user_id, email=user.email, org_id=user.org_id, org_role=user.org_role
+            )
+        return cls(fake, httpx.AsyncClient(transport=httpx.ASGITransport(fake)), clock)
+
+    def middleware_options(self) -> dict[str, Any]:
+        """``ClerkConfig`` keywords for FakeClerk: keys, Backend API, proxy, handshake, clock."""
+        return {
+            "publishable_key": self.fake.publishable_key,
+            "secret_key": self.fake.secret_key,
+            "api_url": self.fake.api_url,
+            "http_client": self.http,
+            "proxy_url": PROXY_PATH,
+            "handshake": True,
+            "clock": self.clock,
+        }
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def _cross_site() -> JSONResponse:
+    """The answer to a cross-site request that would change state, in Clerk's error shape."""
+    error = {
+        "message": "cross-site request",
+        "long_message": "Requests that change state must come from this site's own pages.",
+        "code": "origin_invalid",
+    }
+    return JSONResponse({"errors": [error]}, status_code=403)
+
+
+def _clock_mover(clock: FakeClock) -> Callable[[Request], Awaitable[Response]]:
+    """The endpoint ``POST /__dev/clock?advance=N``: ``clock`` moves N seconds forward."""
+
+    async def move_clock(request: Request) -> Response:
+        """Move the fake clock ``advance`` seconds forward (more than 0, at most a year)."""
+        try:
+            seconds = float(request.query_params.get("advance", ""))
+        except ValueError:
+            seconds = math.nan
+        if not 0 < seconds <= 31_536_000:
+            return JSONResponse(
+                {"error": "advance must be a number of seconds, more than 0, at most a year"},
+                status_code=400,
+            )
+        clock.advance(seconds)
+        logger.warning("Fake clock moved %g s forward, to %s.", seconds, _stamp(clock.now))
+        return JSONResponse({"now": clock.now, "advanced": seconds})
+
+    return move_clock
+
+
+class DevelopmentFront:
+    """Ahead of ClerkMiddleware: /__clerk/* to FakeClerk, /__dev/* to the switches, else the app."""
+
+    def __init__(self, app: ASGIApp, *, dev: Development) -> None:
+        self.app = app
+        self.dev = dev
+        routes = [Route(f"{DEV_PATH}/fakeclerk", self.fakeclerk, methods=["GET", "POST"])]
+        if dev.clock is not None:
+            routes.append(Route(f"{DEV_PATH}/clock", _clock_mover(dev.clock), methods=["POST"]))
+        self.switches = Starlette(routes=routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        target: ASGIApp = self.app
+        if scope["type"] == "http" and _under(scope["path"], PROXY_PATH):
+            target = self.dev.fake
+        elif scope["type"] == "http" and _under(scope["path"], DEV_PATH):
+            target = self.switches
+        if target is not self.app and not _same_origin_call(Request(scope)):
+            target = _cross_site()
+        await target(scope, receive, send)
+
+    async def fakeclerk(self, request: Request) -> Response:
+        """FakeClerk's switch and handshakes; ``POST ?failing=1`` or ``0`` flips the switch."""
+        fake = self.dev.fake
+        if request.method == "POST":
+            failing = request.query_params.get("failing")
+            if failing not in ("0", "1"):
+                return JSONResponse({"error": "failing must be 0 or 1"}, status_code=400)
+            fake.failing = failing == "1"
+            logger.warning("FakeClerk's handshake %s.", "fails" if fake.failing else "works")
+        handshakes = [
+            {
+                "status": handshake.status,
+                "reason": handshake.reason,
+                "redirect_url": handshake.redirect_url,
+                "signed_in": handshake.signed_in,
+            }
+            for handshake in fake.handshakes
+        ]
+        return JSONResponse({"failing": fake.failing, "handshakes": handshakes})
 
 
 # --- HTML -------------------------------------------------------------------------------------
@@ -115,6 +304,7 @@ body { margin: 0; font: 16px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, 
        color: var(--fg); background: var(--bg); }
 .banner { background: #fff4d6; color: #7a4b00; border-bottom: 1px solid #f0d48a;
           padding: .45rem 1rem; text-align: center; font-size: .9rem; }
+.banner.clock { background: #e8f1ff; color: #1d4a8a; border-bottom-color: #b8d0f5; }
 header { background: #fff; border-bottom: 1px solid var(--line); }
 nav { max-width: 780px; margin: 0 auto; padding: .8rem 1rem; display: flex; gap: 1.1rem;
       align-items: center; flex-wrap: wrap; }
@@ -136,16 +326,15 @@ dt { color: var(--muted); }
 dd { margin: 0; font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: .92rem;
      overflow-wrap: anywhere; }
 code { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: .88em;
-       background: #eef0f6; padding: .1em .35em; border-radius: 4px; }
+       background: #eef0f6; padding: .1em .35em; border-radius: 4px; overflow-wrap: anywhere; }
 pre { background: #1f2330; color: #e8eaf2; padding: 1rem; border-radius: 8px; overflow: auto;
-      font-size: .82rem; min-height: 2.5rem; }
+      font-size: .82rem; min-height: 2.5rem; white-space: pre-wrap; overflow-wrap: anywhere; }
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: .45rem .5rem; border-bottom: 1px solid var(--line);
          vertical-align: top; }
 button { font: inherit; background: var(--accent); color: #fff; border: 0; border-radius: 8px;
          padding: .5rem 1rem; cursor: pointer; }
 button.secondary { background: #fff; color: var(--fg); border: 1px solid var(--line); }
-form.inline { display: inline; }
 .users { display: grid; grid-template-columns: repeat(auto-fit, minmax(260px, 1fr)); gap: 1rem; }
 .users .card { margin: 0; display: flex; flex-direction: column; gap: .6rem; }
 .users .card p { margin: 0; }
@@ -153,53 +342,162 @@ form.inline { display: inline; }
 .notice { border-left: 4px solid #d64545; }
 """
 
-# Runs once clerk-js has loaded (Clerk mode only; loading keeps __session fresh); the %s is
-# the page's own step (mount a component, sign out) or nothing.
-CLERK_BOOT: Final = """<script>
-window.addEventListener("load", async () => {
-  const clerk = window.Clerk;
-  if (!clerk) { return; }
-  await clerk.load();
-  %s
-});
-</script>"""
+# Development mode: the page plays clerk-js's part against FakeClerk, through the proxy. It
+# sets the cookies clerk-js sets on the app's domain (Path=/, SameSite=Lax, a year), signs in
+# and out through the Frontend API, and gets tokens as session.getToken() does.
+DEV_AUTH: Final = """const PROXY = "/__clerk";
+const YEAR = 31536000;
+function setCookie(name, value, maxAge) {
+  const secure = location.protocol === "https:" ? "; Secure" : "";
+  document.cookie = `${name}=${value}; Path=/; Max-Age=${maxAge}; SameSite=Lax${secure}`;
+}
+async function frontendApi(method, path, body) {
+  const init = { method, headers: {} };
+  if (body !== undefined) {
+    init.headers["content-type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(PROXY + path, init);
+  const json = await response.json();
+  if (!response.ok) {
+    const error = (json.errors || [])[0];
+    throw new Error(error ? error.long_message : "HTTP " + response.status);
+  }
+  return json;
+}
+const exampleAuth = {
+  async signIn(identifier) {
+    const { response, client } = await frontendApi("POST", "/v1/client/sign_ins", { identifier });
+    const session = client.sessions.find((s) => s.id === response.created_session_id);
+    setCookie("__session", session.last_active_token.jwt, YEAR);
+    setCookie("__client_uat", String(Math.floor(client.updated_at / 1000)), YEAR);
+  },
+  async getToken() {
+    const client = (await frontendApi("GET", "/v1/client")).response;
+    const sessionId = client && client.last_active_session_id;
+    if (!sessionId) { return null; }
+    try {
+      const { jwt } = await frontendApi("POST", `/v1/client/sessions/${sessionId}/tokens`);
+      setCookie("__session", jwt, YEAR);
+      return jwt;
+    } catch (error) {
+      return null;  // the session ended: signed out
+    }
+  },
+  async signOut() {
+    await frontendApi("DELETE", "/v1/client").catch(() => null);  // signed out already: fine
+    setCookie("__session", "", 0);
+    setCookie("__client_uat", "0", YEAR);
+    window.location.assign("/");
+  },
+};
+"""
 
-MOUNT: Final = """const root = document.getElementById("clerk-component");
+# Clerk mode: clerk-js does it all; it keeps __session fresh and updates it on getToken().
+CLERK_AUTH: Final = """const clerkReady = new Promise((resolve) => {
+  window.addEventListener("load", async () => {
+    const clerk = window.Clerk;
+    if (clerk) { await clerk.load(); }
+    resolve(clerk || null);
+  });
+});
+const exampleAuth = {
+  async getToken() {
+    const clerk = await clerkReady;
+    return clerk && clerk.session ? clerk.session.getToken({ skipCache: true }) : null;
+  },
+  async signOut() {
+    const clerk = await clerkReady;
+    if (clerk) { await clerk.signOut({ redirectUrl: "/" }); return; }
+    document.cookie = "__session=; Path=/; Max-Age=0; SameSite=Lax";
+    window.location.assign("/");
+  },
+};
+"""
+
+# Both modes: fetchWithAuth (a 401 for an expired token: a fresh token, the cookie updated,
+# one retry) and the page's buttons.
+PAGE_SCRIPT: Final = """const REFRESH_REASONS = %s;
+async function fetchWithAuth(input, init = {}, { onRefresh } = {}) {
+  const response = await fetch(input, init);
+  const reason = response.headers.get("x-clerk-auth-reason");
+  if (response.status !== 401 || !REFRESH_REASONS.includes(reason)) { return response; }
+  const token = await exampleAuth.getToken();
+  if (!token) { return response; }
+  if (onRefresh) { onRefresh(reason); }
+  return fetch(input, init);
+}
+window.exampleAuth = exampleAuth;
+window.fetchWithAuth = fetchWithAuth;
+const signIn = document.getElementById("sign-in");
+if (signIn) {
+  signIn.querySelectorAll("button[data-identifier]").forEach((button) => {
+    button.addEventListener("click", async () => {
+      const failure = document.getElementById("sign-in-error");
+      try {
+        await exampleAuth.signIn(button.dataset.identifier);
+        window.location.assign(signIn.dataset.redirectUrl);
+      } catch (error) {
+        failure.textContent = "Sign-in failed: " + error.message;
+        failure.hidden = false;
+      }
+    });
+  });
+}
+const signOut = document.getElementById("sign-out");
+if (signOut) { signOut.addEventListener("click", () => exampleAuth.signOut()); }
+const callApi = document.getElementById("call-api");
+if (callApi) {
+  callApi.addEventListener("click", async () => {
+    const out = document.getElementById("api-result");
+    const lines = [];
+    const onRefresh = (reason) => lines.push(`HTTP 401 (${reason}): new token, retried`);
+    const response = await fetchWithAuth("/api/me", {}, { onRefresh });
+    const body = await response.json();
+    lines.push(`HTTP ${response.status}\\nx-user-id: ${response.headers.get("x-user-id")}`);
+    out.textContent = lines.join("\\n") + "\\n\\n" + JSON.stringify(body, null, 2);
+  });
+}
+""" % ("[" + ", ".join(f'"{reason}"' for reason in REFRESH_REASONS) + "]")
+
+# Clerk mode, /sign-in and /sign-up: mount Clerk's component once clerk-js has loaded.
+MOUNT: Final = """<script>
+clerkReady.then((clerk) => {
+  const root = document.getElementById("clerk-component");
   const target = root.dataset.redirectUrl;
+  if (!clerk) { return; }
   if (clerk.user) { window.location.assign(target); return; }
-  clerk.%s(root, { forceRedirectUrl: target, %s });"""
-
-API_ME_SCRIPT: Final = """<script>
-document.getElementById("call-api").addEventListener("click", async () => {
-  const out = document.getElementById("api-result");
-  const response = await fetch("/api/me");
-  const body = await response.json();
-  out.textContent = "HTTP " + response.status + "\\nx-user-id: "
-    + response.headers.get("x-user-id") + "\\n\\n" + JSON.stringify(body, null, 2);
+  clerk.%s(root, { forceRedirectUrl: target, %s });
 });
 </script>"""
+
+
+def _stamp(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @dataclass(frozen=True, slots=True)
 class Site:
     """What every page needs to know about the mode the app runs in."""
 
-    dev: DevIssuer | None
+    dev: Development | None
     publishable_key: str | None
     frontend_api: str | None
+    clock: Callable[[], float]
 
     def page(
-        self,
-        title: str,
-        content: str,
-        auth: Auth,
-        *,
-        status: int = 200,
-        clerk_step: str = "",
-        script: str = "",
+        self, title: str, content: str, auth: Auth, *, status: int = 200, script: str = ""
     ) -> HTMLResponse:
-        """A complete page: banner (dev mode), navigation, ``content``; never cached."""
-        banner = f'<div class="banner" role="note">{DEV_BANNER}</div>' if self.dev else ""
+        """A whole page: dev banners, navigation, content, the auth script; never cached."""
+        banner = ""
+        if self.dev:
+            banner = f'<div class="banner" role="note">{DEV_BANNER}</div>'
+            if self.dev.clock is not None:
+                banner += (
+                    f'<div class="banner clock" id="fake-clock">Fake server clock '
+                    f"({FAKE_CLOCK_VARIABLE}=1): {_stamp(self.dev.clock.now)}. "
+                    f"<code>POST {DEV_PATH}/clock?advance=120</code> moves it.</div>"
+                )
         if auth.is_signed_in:
             who = (
                 f'<a class="who" href="/dashboard">Signed in as <code>{e(auth.user_id or "")}'
@@ -210,12 +508,11 @@ class Site:
         clerk = ""
         if self.publishable_key and self.frontend_api:
             src = CLERK_JS.format(host=self.frontend_api)
-            boot = CLERK_BOOT % clerk_step
             clerk = (
                 f'<script async crossorigin="anonymous" type="text/javascript" '
                 f'data-clerk-publishable-key="{e(self.publishable_key)}" src="{e(src)}"></script>'
-                f"{boot}"
             )
+        auth_script = DEV_AUTH if self.dev else CLERK_AUTH
         body = f"""<!doctype html>
 <html lang="en">
 <head>
@@ -237,7 +534,8 @@ class Site:
 <main>
 {content}
 </main>
-{clerk}{script}
+{clerk}<script>
+{auth_script}{PAGE_SCRIPT}</script>{script}
 </body>
 </html>
 """
@@ -247,10 +545,9 @@ class Site:
 def _when(timestamp: float | None, now: float) -> str:
     if timestamp is None:
         return "—"
-    stamp = datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     seconds = round(timestamp - now)
     span = f"{abs(seconds)} s" if abs(seconds) < 120 else f"{abs(seconds) // 60} min"
-    return f"{stamp} ({'in ' + span if seconds >= 0 else span + ' ago'})"
+    return f"{_stamp(timestamp)} ({'in ' + span if seconds >= 0 else span + ' ago'})"
 
 
 def _session_details(auth: Auth, now: float) -> str:
@@ -258,7 +555,6 @@ def _session_details(auth: Auth, now: float) -> str:
         ("user-id", "User", auth.user_id),
         ("session-id", "Session", auth.session_id),
         ("org-id", "Organization", auth.org_id),
-        ("org-slug", "Org slug", auth.org_slug),
         ("org-role", "Org role", auth.org_role),
         ("session-status", "Session status", auth.session_status),
         ("issued-at", "Token issued", _when(auth.issued_at, now)),
@@ -306,19 +602,32 @@ def _rule_table() -> str:
 # --- the app ----------------------------------------------------------------------------------
 
 
-def create_app(*, dev_issuer: DevIssuer | None = None) -> FastAPI:
+def create_app(*, clock: FakeClock | None = None, key: KeyPair | None = None) -> FastAPI:
     """Build the example app for the current environment (see the module docstring).
 
     Args:
-        dev_issuer: the development issuer to use in development mode (default: a new one,
-            with a key generated now). Ignored when Clerk keys are configured.
+        clock: development mode: the fake clock FakeClerk and the middleware share, moved by
+            ``POST /__dev/clock`` (default: one when ``CLERK_EXAMPLE_FAKE_CLOCK=1``, else
+            real time). Ignored when Clerk keys are configured.
+        key: development mode: FakeClerk's signing key (default: a new one).
 
     Raises:
         ConfigurationError: a ``CLERK_*`` variable is malformed.
     """
     real = any(os.environ.get(name) for name in KEY_VARIABLES)
-    issuer = None if real else (dev_issuer or DevIssuer())
-    app = FastAPI(title="clerk-asgi example")
+    dev: Development | None = None
+    if not real:
+        if clock is None and os.environ.get(FAKE_CLOCK_VARIABLE) == "1":
+            clock = FakeClock(math.floor(time.time()))  # whole seconds, as tokens count
+        dev = Development.start(clock=clock, key=key)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if dev is not None:
+            await dev.http.aclose()
+
+    app = FastAPI(title="clerk-asgi example", lifespan=lifespan)
     # Built now, at start-up: a bad CLERK_* value stops the server here with the library's own
     # message (Starlette would build the middleware on the first ASGI call, the lifespan,
     # where uvicorn reports a failure as "lifespan unsupported" and carries on).
@@ -326,26 +635,37 @@ def create_app(*, dev_issuer: DevIssuer | None = None) -> FastAPI:
         rules=RULES,
         sign_in_url=SIGN_IN_URL,
         # authorized_parties is left to CLERK_AUTHORIZED_PARTIES (the middleware reads it when
-        # this is None). Set it in production, e.g. "https://app.example.com". The development
-        # issuer puts the page's origin in azp, but the app cannot know the port uvicorn binds,
-        # so it does not guess a list: without one, azp is not checked, and cookie-carried
-        # POSTs (sign-out) are still refused when their Origin is not this server's own.
+        # this is None). Set it in production, e.g. "https://app.example.com". The app cannot
+        # know the port uvicorn binds, so it does not guess a list: without one, azp is not
+        # checked, and cookie-carried POSTs are still refused when their Origin is not this
+        # server's own.
         authorized_parties=None,
-        # Dev mode: the issuer's public key (networkless) and its fixed iss. Clerk mode: nothing
-        # here, so the config takes CLERK_PUBLISHABLE_KEY & co. from the environment.
-        **(issuer.middleware_options() if issuer else {}),
+        # Dev mode: FakeClerk's keys, its Backend API in process, the /__clerk proxy and the
+        # handshake. Clerk mode: nothing here, so the config takes CLERK_PUBLISHABLE_KEY & co.
+        # from the environment (the handshake is on with a publishable and a secret key).
+        **(dev.middleware_options() if dev else {}),
     )
     app.add_middleware(ClerkMiddleware, config=clerk)
-    site = Site(
-        dev=issuer,
-        publishable_key=os.environ.get("CLERK_PUBLISHABLE_KEY") or None,
-        frontend_api=clerk.frontend_api,
-    )
-    if issuer:
+    if dev is not None:  # added last, so it runs first: the proxy answers before auth
+        app.add_middleware(DevelopmentFront, dev=dev)
+        app.state.fake_clerk = dev.fake
         logger.warning(
-            "Development issuer active (not Clerk): anyone who can reach this server can sign "
-            "in as a demo user. Set CLERK_PUBLISHABLE_KEY to use your Clerk instance."
+            "%s. Set CLERK_PUBLISHABLE_KEY and CLERK_SECRET_KEY to use your Clerk instance.",
+            DEV_BANNER,
         )
+        if dev.clock is not None:
+            logger.warning(
+                "Fake clock (%s=1) at %s: POST %s/clock?advance=N moves it.",
+                FAKE_CLOCK_VARIABLE,
+                _stamp(dev.clock.now),
+                DEV_PATH,
+            )
+    site = Site(
+        dev=dev,
+        publishable_key=None if dev else os.environ.get("CLERK_PUBLISHABLE_KEY") or None,
+        frontend_api=None if dev else clerk.frontend_api,
+        clock=clerk.clock,
+    )
 
     @app.get("/", response_class=HTMLResponse)
     async def home(auth: CurrentAuth) -> Response:
@@ -361,11 +681,13 @@ def create_app(*, dev_issuer: DevIssuer | None = None) -> FastAPI:
                 'or open the <a href="/dashboard">dashboard</a> and be sent there.</p>'
             )
         mode = (
-            "<p class='muted'>Tokens come from the development issuer: an RSA key generated when "
-            "the server started, verified by the middleware like Clerk's. Set "
-            "<code>CLERK_PUBLISHABLE_KEY</code> to use your Clerk instance instead.</p>"
+            "<p class='muted'>Sessions come from FakeClerk (<code>clerk_asgi.testing</code>), "
+            "answering at <code>/__clerk</code> as this app's Frontend API proxy: real RS256 "
+            "tokens that live 60 seconds, as Clerk's, renewed by Clerk's handshake when a page "
+            "loads. Set <code>CLERK_PUBLISHABLE_KEY</code> and <code>CLERK_SECRET_KEY</code> to "
+            "use your Clerk instance instead.</p>"
             if site.dev
-            else "<p class='muted'>Tokens come from your Clerk instance.</p>"
+            else "<p class='muted'>Sessions come from your Clerk instance.</p>"
         )
         content = f"""<h1>clerk-asgi example</h1>
 <p>A FastAPI app behind <code>ClerkMiddleware</code>, with the route table of Clerk's Next.js
@@ -379,19 +701,18 @@ quickstart. Every request's session token is verified; the first matching rule d
 
     @app.get("/dashboard", response_class=HTMLResponse)
     async def dashboard(auth: CurrentAuth) -> Response:
-        now = datetime.now(UTC).timestamp()
         content = f"""<h1>Dashboard</h1>
 <p class="muted">Only signed-in users get here; everyone else is sent to sign in first.</p>
 <div class="card"><h2>Your session</h2>
-{_session_details(auth, now)}
-<form class="inline" method="post" action="/sign-out"><button type="submit">Sign out</button>
-</form></div>
+{_session_details(auth, site.clock())}
+<button id="sign-out" type="button">Sign out</button></div>
 <div class="card"><h2>Call the API</h2>
-<p class="muted">A <code>fetch("/api/me")</code> from this page, authenticated by the same
-cookie; the middleware adds <code>x-user-id</code>.</p>
+<p class="muted"><code>fetchWithAuth("/api/me")</code> from this page, authenticated by the same
+cookie; the middleware adds <code>x-user-id</code>. When the token has expired (a 401 saying
+so), it gets a fresh one, updates the <code>__session</code> cookie and retries once.</p>
 <button class="secondary" id="call-api" type="button">Call /api/me</button>
 <pre id="api-result" aria-live="polite"></pre></div>"""
-        return site.page("Dashboard", content, auth, script=API_ME_SCRIPT)
+        return site.page("Dashboard", content, auth)
 
     @app.get("/admin", response_class=HTMLResponse)
     async def admin(auth: CurrentAuth) -> Response:
@@ -419,26 +740,37 @@ so the <code>/admin/:path*</code> rule let you in.</p></div>"""
     async def ping(auth: CurrentAuth) -> dict[str, Any]:
         return {"ok": True, "user_id": auth.user_id}
 
-    if issuer is not None:
-        _add_dev_sign_in(app, site, issuer)
+    if dev is not None:
+        _add_dev_sign_in(app, site)
     else:
         _add_clerk_sign_in(app, site)
     return app
 
 
-def _add_dev_sign_in(app: FastAPI, site: Site, issuer: DevIssuer) -> None:
-    """``/sign-in`` (pick a demo user), ``/sign-up`` (same thing) and ``/sign-out``."""
+def _signed_out_notice(auth: Auth) -> str:
+    """Why the middleware signed this browser out, when it came with cookies it could not use."""
+    if auth.is_signed_in or auth.reason is None or auth.reason in _PLAIN_SIGNED_OUT:
+        return ""
+    return f"""<div class="card notice" id="signed-out-reason"><p>You were signed out: the
+middleware could not use this browser's session cookies (<code>x-clerk-auth-reason:
+{e(auth.reason)}</code>). When the Frontend API keeps failing, the handshake's loop guard
+does this after three redirects in a row. Sign in again.</p></div>"""
 
-    def sign_in_page(auth: Auth, target: str, *, status: int = 200, error: str = "") -> Response:
+
+def _add_dev_sign_in(app: FastAPI, site: Site) -> None:
+    """``/sign-in`` picks a demo user signed in through FakeClerk; ``/sign-up`` leads there."""
+
+    @app.get("/sign-in", response_class=HTMLResponse)
+    async def sign_in(request: Request, auth: CurrentAuth, redirect_url: str = "/") -> Response:
+        target = same_origin_target(redirect_url, _origin(request))
         cards = "".join(
-            f"""<form class="card" method="post" action="/sign-in">
-<input type="hidden" name="redirect_url" value="{e(target)}">
+            f"""<div class="card">
 <h2>{e(user.name)}</h2>
-<p><code>{e(user.user_id)}</code><br><code>{e(user.org_role)}</code> in
-<code>{e(user.org_slug)}</code></p>
+<p><code>{e(user.email)}</code><br><code>{e(user.user_id)}</code>,
+<code>{e(user.org_role)}</code> in <code>{e(user.org_id)}</code></p>
 <p class="muted">{e(user.description)}</p>
-<button type="submit" name="user" value="{e(user.key)}">Sign in as {e(user.name)}</button>
-</form>"""
+<button type="button" data-identifier="{e(user.email)}">Sign in as {e(user.name)}</button>
+</div>"""
             for user in DEMO_USERS
         )
         current = (
@@ -447,56 +779,24 @@ def _add_dev_sign_in(app: FastAPI, site: Site, issuer: DevIssuer) -> None:
             if auth.is_signed_in
             else ""
         )
-        notice = f'<div class="card notice"><p>{e(error)}</p></div>' if error else ""
         content = f"""<h1>Sign in</h1>
-{notice}<p class="muted">Pick a demo user. The development issuer signs a session token for
-them (valid {issuer.lifetime // 60} minutes) and stores it in the <code>__session</code>
-cookie, where Clerk keeps its own. Afterwards you return to <code>{e(target)}</code>.</p>
-{current}<div class="users">{cards}</div>"""
-        return site.page("Sign in", content, auth, status=status)
-
-    @app.get("/sign-in", response_class=HTMLResponse)
-    async def sign_in(request: Request, auth: CurrentAuth, redirect_url: str = "/") -> Response:
-        return sign_in_page(auth, same_origin_target(redirect_url, _origin(request)))
-
-    @app.post("/sign-in")
-    async def sign_in_as(request: Request, auth: CurrentAuth) -> Response:
-        origin = _origin(request)
-        body = await request.body()
-        target = same_origin_target(_form_value(body, "redirect_url"), origin)
-        if not _same_origin_post(request):
-            return sign_in_page(auth, target, status=403, error="Sign in from this site's page.")
-        user = issuer.user(_form_value(body, "user"))
-        if user is None:
-            return sign_in_page(auth, target, status=400, error="Pick one of the demo users.")
-        response = RedirectResponse(target, status_code=303)
-        response.set_cookie(
-            SESSION_COOKIE,
-            issuer.session_token(user, origin=origin),
-            max_age=issuer.lifetime,
-            path="/",
-            samesite="lax",
-            httponly=True,  # no clerk-js needs to read it in development mode
-            secure=request.url.scheme == "https",
-        )
-        return response
+{_signed_out_notice(auth)}<p class="muted">Pick a demo user. This page plays clerk-js's part:
+it signs in through FakeClerk's Frontend API (<code>POST /__clerk/v1/client/sign_ins</code>),
+then stores the session token in the <code>__session</code> cookie (valid
+{TOKEN_LIFETIME} seconds, as Clerk's) and the sign-in time in <code>__client_uat</code>.
+Afterwards you return to <code>{e(target)}</code>.</p>
+{current}<div class="users" id="sign-in" data-redirect-url="{e(target)}">{cards}</div>
+<div class="card notice" id="sign-in-error" role="alert" hidden></div>"""
+        return site.page("Sign in", content, auth)
 
     @app.get("/sign-up")
     async def sign_up(request: Request) -> Response:
         query = request.url.query
         return RedirectResponse(SIGN_IN_URL + ("?" + query if query else ""), status_code=307)
 
-    # /sign-out matches no rule, so it requires a signed-in session, and the middleware refuses
-    # it when the cookie comes with a foreign Origin (no cross-site sign-out).
-    @app.post("/sign-out")
-    async def sign_out() -> Response:
-        response = RedirectResponse("/", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path="/", samesite="lax", httponly=True)
-        return response
-
 
 def _add_clerk_sign_in(app: FastAPI, site: Site) -> None:
-    """``/sign-in`` and ``/sign-up`` mount Clerk's components; ``/sign-out`` ends the session."""
+    """``/sign-in`` and ``/sign-up`` mount Clerk's components."""
 
     def mounted(
         auth: Auth, request: Request, title: str, mount: str, options: str, target: str | None
@@ -509,7 +809,7 @@ def _add_clerk_sign_in(app: FastAPI, site: Site) -> None:
         content = f"""<h1>{title}</h1>
 <div id="clerk-component" data-redirect-url="{e(safe)}"><p class="muted">Loading Clerk from
 <code>{e(site.frontend_api)}</code>…</p></div>"""
-        return site.page(title, content, auth, clerk_step=MOUNT % (mount, options))
+        return site.page(title, content, auth, script=MOUNT % (mount, options))
 
     @app.get("/sign-in", response_class=HTMLResponse)
     async def sign_in(request: Request, auth: CurrentAuth, redirect_url: str = "/") -> Response:
@@ -520,16 +820,6 @@ def _add_clerk_sign_in(app: FastAPI, site: Site) -> None:
     async def sign_up(request: Request, auth: CurrentAuth, redirect_url: str = "/") -> Response:
         options = 'signInUrl: "/sign-in"'
         return mounted(auth, request, "Sign up", "mountSignUp", options, redirect_url)
-
-    @app.post("/sign-out", response_class=HTMLResponse)
-    async def sign_out(auth: CurrentAuth) -> Response:
-        # Clerk's session lives on its Frontend API: clerk-js ends it, then returns home.
-        content = '<h1>Signing out…</h1><p class="muted">Ending your Clerk session.</p>'
-        response = site.page(
-            "Signing out", content, auth, clerk_step='await clerk.signOut({ redirectUrl: "/" });'
-        )
-        response.delete_cookie(SESSION_COOKIE, path="/", samesite="lax")
-        return response
 
 
 app = create_app()

@@ -1,8 +1,10 @@
-"""The example app served by uvicorn on a free loopback port, and a fresh headless Chromium.
+"""The example app served by uvicorn on a free loopback port, and headless Chromium (one per
+module, a fresh context per test).
 
 The server is started exactly as a developer would (``uvicorn --app-dir examples app:app``),
-in development mode (no ``CLERK_*`` variable passed on), and stopped after the module. The
-browser is Debian's Chromium (``apt-get install chromium``); Playwright never downloads one.
+in development mode (no Clerk key passed on: FakeClerk) with its fake clock on
+(``CLERK_EXAMPLE_FAKE_CLOCK=1``), once for the session. The browser is Debian's Chromium
+(``apt-get install chromium``); Playwright never downloads one.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -68,12 +71,13 @@ def chromium() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def example_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The example app, served by uvicorn in a subprocess; its base URL."""
+    """The example (development mode, fake clock) served by uvicorn in a subprocess; its URL."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {name: value for name, value in os.environ.items() if not name.startswith("CLERK_")}
+    env["CLERK_EXAMPLE_FAKE_CLOCK"] = "1"
     log = tmp_path_factory.mktemp("example") / "uvicorn.log"
     command = [sys.executable, "-m", "uvicorn", "--app-dir", "examples", "app:app"]
     command += ["--host", "127.0.0.1", "--port", str(port)]
@@ -94,19 +98,52 @@ def example_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 process.wait(timeout=STOP_TIMEOUT)
 
 
-@pytest.fixture
-def page(chromium: Path, tmp_path: Path) -> Iterator[Page]:
-    """A page in a fresh headless Chromium profile (its own user data dir)."""
+@pytest.fixture(scope="module")
+def browser(chromium: Path) -> Iterator[Browser]:
+    """Headless Chromium for one test module (stopped before the next module runs)."""
     with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            tmp_path / "chromium-profile",
-            executable_path=chromium,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1100, "height": 820},
+        launched = playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
         )
-        context.set_default_timeout(STEP_TIMEOUT_MS)
         try:
-            yield context.pages[0] if context.pages else context.new_page()
+            yield launched
         finally:
-            context.close()
+            launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A page in a fresh browser context: no cookies, storage or cache from other tests."""
+    context = browser.new_context(viewport={"width": 1100, "height": 820})
+    context.set_default_timeout(STEP_TIMEOUT_MS)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def screenshot(page: Page, name: str) -> None:
+    """Save a full-page screenshot as test-artifacts/e2e/<name>.png."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+
+
+def advance_clock(base: str, seconds: float) -> None:
+    """Move the example's fake server clock ``seconds`` forward (``POST /__dev/clock``)."""
+    r = httpx.post(f"{base}/__dev/clock", params={"advance": str(seconds)})
+    assert r.status_code == 200, r.text
+
+
+def set_fakeclerk_failing(base: str, failing: bool) -> None:
+    """Make FakeClerk's handshake fail (or work again): ``POST /__dev/fakeclerk?failing=``."""
+    r = httpx.post(f"{base}/__dev/fakeclerk", params={"failing": "1" if failing else "0"})
+    assert r.status_code == 200, r.text
+    assert r.json()["failing"] is failing
+
+
+def handshakes(base: str) -> list[dict[str, Any]]:
+    """FakeClerk's record of every handshake so far, oldest first (``GET /__dev/fakeclerk``)."""
+    r = httpx.get(f"{base}/__dev/fakeclerk")
+    assert r.status_code == 200, r.text
+    found: list[dict[str, Any]] = r.json()["handshakes"]
+    return found
