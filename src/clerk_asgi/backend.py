@@ -19,6 +19,7 @@ The official ``clerk-backend-api`` SDK stays usable side by side for everything 
 
 from __future__ import annotations
 
+import json
 from contextlib import suppress
 from typing import Any, Final
 
@@ -131,27 +132,46 @@ class ClerkBackend:
             client = self._client = httpx.AsyncClient(follow_redirects=False)
         try:
             with anyio.fail_after(self._timeout):  # in all: a transport may never answer
-                response = await client.request(
-                    method,
-                    url,
-                    params=params,
-                    headers=headers,
-                    timeout=self._timeout,
-                    follow_redirects=False,  # the secret key goes to the Backend API only
+                request = client.build_request(
+                    method, url, params=params, headers=headers, timeout=self._timeout
                 )
+                # Never a redirect: the secret key goes to the Backend API only. Streamed, so
+                # no more than _MAX_BODY bytes are ever read.
+                response = await client.send(request, stream=True, follow_redirects=False)
+                try:
+                    content = await _content(response)
+                finally:
+                    await response.aclose()
         except (httpx.TimeoutException, TimeoutError):
             raise BackendAPIError(0, "timeout", f"no answer within {self._timeout} s") from None
         except httpx.HTTPError as error:
             raise BackendAPIError(0, "network-error", type(error).__name__) from None
-        if len(response.content) > _MAX_BODY:
-            raise BackendAPIError(response.status_code, "invalid-response", "answer too large")
         try:
-            body = response.json()
+            body = json.loads(content)
         except (ValueError, RecursionError):  # not JSON, or nested past Python's limit
             body = None
         if response.is_success:
             return body
         raise _error(response, body)
+
+
+async def _content(response: httpx.Response) -> bytes:
+    """The body as sent, read up to _MAX_BODY bytes; a compressed one is refused unread (we
+    asked for ``identity``: nothing is inflated)."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise BackendAPIError(response.status_code, "invalid-response", "answer compressed")
+    content = bytearray()
+    if response.is_stream_consumed:  # a response built in memory (a mock transport's)
+        content += response.content
+    else:
+        async for chunk in response.aiter_raw():
+            content += chunk
+            if len(content) > _MAX_BODY:
+                break
+    if len(content) > _MAX_BODY:
+        raise BackendAPIError(response.status_code, "invalid-response", "answer too large")
+    return bytes(content)
 
 
 def _error(response: httpx.Response, body: Any) -> BackendAPIError:
