@@ -152,7 +152,7 @@ class ClerkBackend:
             body = None
         if response.is_success:
             return body
-        raise _error(response, body)
+        raise _error(response, body, self._secret)
 
 
 async def _content(response: httpx.Response) -> bytes:
@@ -174,14 +174,16 @@ async def _content(response: httpx.Response) -> bytes:
     return bytes(content)
 
 
-def _error(response: httpx.Response, body: Any) -> BackendAPIError:
-    """Clerk's ``{"errors": [{"code", "message", "long_message"}]}`` as a BackendAPIError."""
+def _error(response: httpx.Response, body: Any, secret: str) -> BackendAPIError:
+    """Clerk's ``{"errors": [{"code", "message", "long_message"}]}`` as a BackendAPIError; the
+    secret key removed should an answer echo it (a broken proxy)."""
     code, message = "unexpected-status", response.reason_phrase or "error"
     errors = body.get("errors") if isinstance(body, dict) else None
     if isinstance(errors, list) and errors and isinstance(errors[0], dict):
         first = errors[0]
-        code = str(first.get("code") or code)[:100]
-        message = str(first.get("long_message") or first.get("message") or message)[:500]
+        code = str(first.get("code") or code).replace(secret, "[secret key]")[:100]
+        message = str(first.get("long_message") or first.get("message") or message)
+        message = message.replace(secret, "[secret key]")[:500]
     retry_after: float | None = None
     with suppress(KeyError, ValueError):
         retry_after = float(response.headers["retry-after"])
