@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from clerk_asgi import ClerkConfig, ClerkMiddleware, ConfigurationError, Rule
+from clerk_asgi import Auth, ClerkConfig, ClerkMiddleware, ConfigurationError, Rule
 from clerk_asgi.testing import FakeClock, MockClerk
 
 from ._middleware_helpers import Spy, call, http_scope, redirect_url_of, response_headers
@@ -230,3 +230,33 @@ async def test_a_host_that_is_no_host_falls_back_to_the_server(
     scope["server"] = ("10.0.0.5", 443)
     sent = await call(middleware, scope)
     assert redirect_url_of(response_headers(sent)["location"]) == "https://10.0.0.5/dashboard"
+
+
+@pytest.mark.parametrize(
+    "proxy",
+    ["//evil.example/__clerk", "http://proxy.example", "/__clerk?x=1", "/__c lerk", "ftp:x"],
+)
+def test_a_proxy_url_that_is_neither_https_nor_a_path_is_refused(
+    clerk: MockClerk, proxy: str
+) -> None:
+    """proxy_url must be an https URL or a path of this site, without query or fragment."""
+    with pytest.raises(ConfigurationError, match=r"^proxy_url \(CLERK_PROXY_URL\) must be an"):
+        ClerkConfig(**clerk.middleware_options(proxy_url=proxy))
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, float("nan")])
+def test_api_timeout_must_be_positive(clerk: MockClerk, timeout: float) -> None:
+    """api_timeout bounds every Backend API call: zero, negative or NaN is refused."""
+    with pytest.raises(ConfigurationError, match=r"^api_timeout must be > 0 seconds"):
+        ClerkConfig(**clerk.middleware_options(api_timeout=timeout))
+
+
+def test_the_decision_runs_public_routes_for_everyone() -> None:
+    """decide() answers None (run the app) on a public rule, signed in or not."""
+    from clerk_asgi._decide import decide
+    from clerk_asgi._request import Incoming
+
+    config = ClerkConfig(jwt_key=MockClerk().key.public_pem)
+    request = Incoming({"type": "http", "method": "GET", "path": "/", "headers": []})
+    for auth in (Auth.signed_out("token-expired"), Auth(user_id="user_1")):
+        assert decide(Rule.public("/"), auth, request, config, lambda: 1) is None

@@ -296,3 +296,20 @@ async def test_the_apps_own_x_user_id_is_replaced_on_api_routes(
     response = await get(middleware, "/api/x", bearer(clerk.token(issued_at=clock.now)))
     assert response.headers.get_list("x-user-id") == ["user_test"]
     assert response.headers["x-a"] == "1"
+
+
+async def test_a_complete_500_the_app_returns_is_sent_when_it_is_done(
+    clerk: MockClerk, clock: FakeClock
+) -> None:
+    """A complete 500 held back is the app's own once the app returns: sent as it was."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 500, "headers": [(b"x-a", b"1")]})
+        await send({"type": "http.response.body", "body": b"broken on purpose"})
+
+    response = await get(ClerkMiddleware(app, **options(clerk, clock)), "/anything")
+    assert (response.status_code, response.headers["x-a"], response.text) == (
+        500,
+        "1",
+        "broken on purpose",
+    )
