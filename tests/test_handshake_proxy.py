@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from clerk_asgi import ClerkConfig, ClerkMiddleware, Rule
+from clerk_asgi import ClerkConfig, ClerkMiddleware, ConfigurationError, Rule
 from clerk_asgi.testing import FakeClerk, FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -112,3 +112,34 @@ async def test_a_failed_nonce_is_not_sent_back_to_the_frontend_api(
     query = parse_qs(urlsplit(response.headers["location"]).query)
     assert query["redirect_url"] == [f"{ORIGIN}/dashboard?tab=1"]
     assert query["__clerk_hs_reason"] == ["client-uat-but-no-session-token"]
+
+
+async def test_the_refusal_hook_never_replaces_a_handshake(
+    fake: FakeClerk, clock: FakeClock
+) -> None:
+    """on_refusal sees refusals, not the handshake's protocol redirects: those stay Clerk's."""
+    seen: list[int] = []
+
+    def every_refusal_as_a_page(conn: Any, refusal: Any) -> PlainTextResponse:
+        seen.append(refusal.status)
+        return PlainTextResponse("custom", status_code=refusal.status)
+
+    app = build(fake, clock, on_refusal=every_refusal_as_a_page)
+    response = await get(app, "/dashboard", cookies={"__client_uat": "1700000000"})
+    assert (response.status_code, response.headers["x-clerk-auth-status"]) == (307, "handshake")
+    assert response.headers["location"].startswith("https://")
+    assert seen == []
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("public_origin", "https://exämple.test"), ("proxy_url", "https://exämple.test/__clerk")],
+)
+def test_non_ascii_hosts_are_refused_at_start_up(option: str, value: str) -> None:
+    """A host that is not ASCII would break the Location header later: refused up front."""
+    with pytest.raises(ConfigurationError):
+        ClerkConfig(
+            publishable_key="pk_live_Y2xlcmsuZXhhbXBsZS5jb20k",
+            secret_key="sk_live_abc",
+            **{option: value},
+        )

@@ -177,6 +177,7 @@ def validate_origin(value: str, what: str) -> str:
         or parts.fragment
         or parts.username is not None
         or _UNSAFE.search(value)
+        or not value.isascii()  # an IDN host goes in as its punycode (xn--...) form
         or f"{parts.scheme}://{parts.netloc}" != value
     ):
         raise ConfigurationError(
@@ -226,7 +227,7 @@ def cookie_suffix(publishable_key: str) -> str:
 def validate_proxy_url(url: str) -> str:
     """Clerk's Frontend API proxy: an https URL (http on localhost) or a path on this site."""
     url = url.rstrip("/")
-    plain = not _UNSAFE.search(url) and "?" not in url and "#" not in url
+    plain = not _UNSAFE.search(url) and url.isascii() and "?" not in url and "#" not in url
     if plain and ((url.startswith("/") and not url.startswith("//")) or _is_secure_url(url)):
         return url
     raise ConfigurationError(

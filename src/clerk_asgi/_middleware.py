@@ -159,7 +159,8 @@ class ClerkMiddleware:
         if flow is not None and request.token is None and rule is not self.config.proxy_rule:
             auth, cookies, handshake = await flow.authenticate(request)
             if handshake is not None:  # to Clerk's Frontend API, or back to the clean URL
-                await send_refusal(scope, receive, send, handshake, self.config.on_refusal)
+                # Protocol redirects, not refusals: no on_refusal hook may replace them.
+                await send_refusal(scope, receive, send, handshake, None)
                 return
             auth = self._same_site(request, auth)
         else:
