@@ -286,7 +286,7 @@ async def test_the_apps_own_x_user_id_is_replaced_on_api_routes(
     """On an API route the response echoes exactly one x-user-id: the verified one."""
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        headers = [(b"x-user-id", b"app-set"), (b"X-User-Id", b"other"), (b"x-a", b"1")]
+        headers = [(b"x-user-id", b"app-set"), (b"x-a", b"1"), (b"x-user-id", b"other")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"ok"})
 

@@ -152,7 +152,7 @@ class ClerkMiddleware:
                 logger.warning("Refusing ASGI scope of unknown type %r", kind)
             return
         flow = self._cookie_flow
-        request = Incoming(scope, cookie_flow=flow is not None)
+        request = Incoming(scope, flow is not None)  # with the flow on, it reads the cookie
         rule = self._known_routes.get(request.path) or self._rules.match(request.path)
         cookies: tuple[str, ...] = ()
         # Clerk's cookie flow: no token in an Authorization header, not the proxied Frontend API.
@@ -183,7 +183,9 @@ class ClerkMiddleware:
         if token is AMBIGUOUS:
             return _AMBIGUOUS
         auth = self.verifier.cached(token)
-        return None if auth is None else self._same_site(request, auth)
+        if auth is None or request.carrier == "header":
+            return auth
+        return self._same_site(request, auth)
 
     async def _authenticate(self, request: Incoming) -> Auth:
         """The request's Auth, verified from its token (keys fetched when needed); called only
@@ -285,9 +287,13 @@ class ClerkMiddleware:
         await send_refusal(request.scope, receive, send, refusal, self.config.on_refusal)
 
 
-def _without_identity(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The response's headers minus any ``x-user-id`` of the app's: ours is the one echoed."""
-    return [(n, v) for n, v in headers if n.lower() != b"x-user-id"]
+def _without_identity(headers: Iterable[tuple[bytes, bytes]]) -> Iterable[tuple[bytes, bytes]]:
+    """The response's headers minus any ``x-user-id`` of the app's: ours is the one echoed.
+    ASGI response header names are lower-case; the headers are copied only when one is there."""
+    for name, _ in headers:
+        if name == b"x-user-id":
+            return [(n, v) for n, v in headers if n != b"x-user-id"]
+    return headers
 
 
 async def _release(held: list[Message], send: Send) -> None:

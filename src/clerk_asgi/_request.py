@@ -164,7 +164,7 @@ class Incoming:
     #: The path the router dispatches on (``scope["path"]`` minus ``root_path``).
     path: str
 
-    def __init__(self, scope: Scope, *, cookie_flow: bool = False) -> None:
+    def __init__(self, scope: Scope, cookie_flow: bool = False, /) -> None:
         """Read ``scope``; with ``cookie_flow`` (Clerk's handshake on), the session cookie is
         left to the flow, which reads every Clerk cookie at once."""
         self.scope = scope

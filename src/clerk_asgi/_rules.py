@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from .exceptions import ConfigurationError
@@ -161,6 +161,12 @@ class Rule:
     role: str | None = None
     permission: str | None = None
     unauthorized_url: str | None = None
+    #: A role or permission is due (read on every request: computed once, not a property).
+    requires_authorization: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        due = self.role is not None or self.permission is not None
+        object.__setattr__(self, "requires_authorization", due)
 
     @classmethod
     def public(cls, *patterns: Pattern) -> Rule:
@@ -189,10 +195,6 @@ class Rule:
     ) -> Rule:
         """API paths: never redirected, 401/403 JSON, ``x-user-id`` injected when allowed."""
         return cls("api", patterns, role, permission)
-
-    @property
-    def requires_authorization(self) -> bool:
-        return self.role is not None or self.permission is not None
 
 
 def route_path(scope: Mapping[str, Any]) -> str:
