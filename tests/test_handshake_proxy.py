@@ -143,3 +143,58 @@ def test_non_ascii_hosts_are_refused_at_start_up(option: str, value: str) -> Non
             secret_key="sk_live_abc",
             **{option: value},
         )
+
+
+async def test_a_require_auth_refusal_after_the_way_back_keeps_its_cookies(
+    fake: FakeClerk, clock: FakeClock
+) -> None:
+    """Production: the handshake's cookies also ride on a require_auth refusal of that page."""
+    from fastapi import Depends, FastAPI
+
+    from clerk_asgi import require_auth
+
+    api = FastAPI()
+
+    @api.get("/admin")
+    async def admin(auth: Any = Depends(require_auth(role="org:admin"))) -> dict[str, str]:
+        return {"ok": "admin"}  # pragma: no cover - the member is refused
+
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(fake))
+    app = ClerkMiddleware(
+        api,
+        publishable_key=fake.publishable_key,
+        secret_key=fake.secret_key,
+        api_url=fake.api_url,
+        http_client=http,
+        clock=clock,
+        authorized_parties=[ORIGIN],
+        rules=[Rule.public("/admin")],
+    )
+    client = fake.sign_in(fake.add_user())
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(fake),
+        base_url=fake.issuer,
+        cookies={"__client": client.token},
+    ) as fapi:
+        back = await fapi.get(
+            "/v1/client/handshake",
+            params={"redirect_url": f"{ORIGIN}/admin", "format": "nonce"},
+        )
+    nonce = back.cookies["__clerk_handshake_nonce"]
+    response = await get(app, "/admin", cookies={"__clerk_handshake_nonce": nonce})
+    assert (response.status_code, response.json()["reason"]) == (403, "authorization-failed")
+    names = [c.split("=", 1)[0] for c in response.headers.get_list("set-cookie")]
+    assert names[:2] == ["__clerk_handshake", "__clerk_handshake_nonce"]
+    assert "__session" in names
+    assert "__client_uat" in names
+
+
+async def test_a_malformed_handshake_token_is_no_directive() -> None:
+    """A __clerk_handshake value that is not a compact JWT yields nothing."""
+    from clerk_asgi._keys import StaticKeySet
+    from clerk_asgi._verify import verify_handshake_token
+    from clerk_asgi.testing import KeyPair
+
+    keys = StaticKeySet(KeyPair.generate().private_key.public_key())
+    for token in ("a.b", "a..c", "x" * 9000 + ".y.z"):
+        assert await verify_handshake_token(keys, token) is None
