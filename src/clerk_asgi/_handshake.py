@@ -141,9 +141,14 @@ def without_params(url: str, names: frozenset[str]) -> str:
     return base + ("?" + serialised if serialised else "") + hash_mark + fragment
 
 
+def _claim(claims: Any, name: str) -> float | None:
+    """A numeric claim of (unverified) ``claims``: a JSON number, not a bool; else None."""
+    value = claims.get(name) if claims is not None else None
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def _iat(claims: Any) -> float:
-    iat = claims.get("iat") if claims is not None else None
-    return iat if isinstance(iat, int | float) and not isinstance(iat, bool) else 0
+    return _claim(claims, "iat") or 0
 
 
 class CookieFlow:
@@ -279,10 +284,8 @@ class CookieFlow:
         return isinstance(iss, str) and re.sub("https?://", "", iss) == self._config.frontend_api
 
     def _expired(self, token: str) -> bool:
-        claims = unverified_claims(token)
-        exp = claims.get("exp") if claims is not None else None
-        now = math.floor(self._config.clock())
-        return isinstance(exp, int | float) and not isinstance(exp, bool) and exp <= now
+        exp = _claim(unverified_claims(token), "exp")
+        return exp is not None and exp <= math.floor(self._config.clock())
 
     # -- coming back from the Frontend API -------------------------------------------------------
 
