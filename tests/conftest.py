@@ -6,7 +6,7 @@ token-verification tests (see _verify_helpers.py).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -18,6 +18,7 @@ pytest.register_assert_rewrite(
     "tests.helpers", "tests._config_helpers", "tests._middleware_helpers", "tests._verify_helpers"
 )
 
+from ._redis_helpers import RedisServer  # noqa: E402
 from ._verify_helpers import Harness, Keys  # noqa: E402
 from .helpers import NOW  # noqa: E402
 
@@ -32,6 +33,7 @@ CLERK_ENV = (
     "CLERK_AUTHORIZED_PARTIES",
     "CLERK_SIGN_IN_URL",
     "CLERK_PROXY_URL",
+    "CLERK_WEBHOOK_SIGNING_SECRET",
 )
 
 
@@ -90,3 +92,25 @@ def _clean_clerk_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def anyio_backend() -> str:
     """Async tests run on asyncio."""
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def _shared_redis() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def redis_url(_shared_redis: RedisServer) -> str:
+    """The URL of a real redis-server shared by the run, emptied before each test."""
+    _shared_redis.flush()
+    return _shared_redis.url
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A redis-server of this test's own, started; the test may ``stop()`` and ``start()`` it."""
+    server = RedisServer().start()
+    yield server
+    server.close()

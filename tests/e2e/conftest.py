@@ -65,8 +65,10 @@ def _wait_until_serving(process: subprocess.Popen[bytes], url: str, log: Path) -
 
 @pytest.fixture(scope="session")
 def chromium() -> Path:
-    """Debian's Chromium, or a skip saying how to install it."""
+    """Debian's Chromium, or a skip saying how to install it (a failure under CI)."""
     if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"Chromium not found at {CHROMIUM}; CI needs it: apt-get install chromium")
         pytest.skip(f"Chromium not found at {CHROMIUM}: apt-get install chromium")
     return CHROMIUM
 
