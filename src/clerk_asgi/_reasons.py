@@ -28,12 +28,20 @@ TOKEN_INVALID_AUDIENCE: Final = "token-invalid-audience"  # clerk-sdk-python
 TOKEN_TOO_OLD: Final = "token-too-old"  # ours: max_token_age exceeded
 SESSION_PENDING: Final = "session-pending"  # ours: sts == "pending", treated as signed out
 ORIGIN_NOT_AUTHORIZED: Final = "origin-not-authorized"  # ours: cross-site cookie use
+SESSION_REVOKED: Final = "session-revoked"  # ours: the token's sid is on the revocation list
 
 UNEXPECTED_ERROR: Final = "unexpected-error"
 
 # Keys.
 JWK_KID_MISMATCH: Final = "jwk-kid-mismatch"
 JWK_REMOTE_FAILED_TO_LOAD: Final = "jwk-remote-failed-to-load"
+
+# Stores shared by several processes (ours): unreachable, with the policy set to refuse.
+REVOCATION_LIST_UNAVAILABLE: Final = "revocation-list-unavailable"
+RATE_LIMIT_UNAVAILABLE: Final = "rate-limit-unavailable"
+
+# Too many requests (ours): the rule's or dependency's rate limit is used up.
+RATE_LIMITED: Final = "rate-limited"
 
 # Authorization (signed in, has() failed).
 AUTHORIZATION_FAILED: Final = "authorization-failed"  # ours
@@ -74,6 +82,10 @@ MESSAGES: Final[Mapping[str, str]] = MappingProxyType(
         TOKEN_TOO_OLD: "The session token is older than this route allows; refresh it.",
         SESSION_PENDING: "The session has pending tasks; finish them to continue.",
         ORIGIN_NOT_AUTHORIZED: "Cookie-authenticated request from an origin that is not allowed.",
+        SESSION_REVOKED: "This session was signed out; sign in again.",
+        REVOCATION_LIST_UNAVAILABLE: "Sessions cannot be checked right now; retry shortly.",
+        RATE_LIMIT_UNAVAILABLE: "Rate limits cannot be checked right now; retry shortly.",
+        RATE_LIMITED: "Too many requests; retry after the time in Retry-After.",
         UNEXPECTED_ERROR: "The session token could not be verified.",
         JWK_KID_MISMATCH: "No signing key matches this session token.",
         JWK_REMOTE_FAILED_TO_LOAD: "Clerk's signing keys are unavailable; retry shortly.",
