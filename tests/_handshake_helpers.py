@@ -57,6 +57,7 @@ MESSAGES = {
     "dev-browser-missing": "This development instance needs a dev browser; reload the page.",
     "dev-browser-sync": "This development instance is syncing the dev browser; reload the page.",
     "token-type-mismatch": "This token is not a Clerk session token.",
+    "session-revoked": "This session was signed out; sign in again.",
     "token-invalid": "The session token is malformed.",
     "token-invalid-signature": "The session token's signature is invalid.",
     "token-verification-failed": "The session token's claims are invalid.",

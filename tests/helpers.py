@@ -25,6 +25,10 @@ MESSAGES = {
     "origin-not-authorized": "Cookie-authenticated request from an origin that is not allowed.",
     "jwk-kid-mismatch": "No signing key matches this session token.",
     "authorization-failed": "You are signed in but not allowed to access this resource.",
+    "session-revoked": "This session was signed out; sign in again.",
+    "revocation-list-unavailable": "Sessions cannot be checked right now; retry shortly.",
+    "rate-limited": "Too many requests; retry after the time in Retry-After.",
+    "rate-limit-unavailable": "Rate limits cannot be checked right now; retry shortly.",
 }
 
 

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from ._keys import RemoteKeySet, StaticKeySet
 from ._responses import RefusalHook
+from ._revocation import RevocationStore
 from ._rules import Rule, RuleMatcher
 from ._verify import KeySet
 from .exceptions import ConfigurationError
@@ -315,6 +316,10 @@ class ClerkConfig:
         api_timeout: seconds a Backend API call may take (the handshake payload; default 5).
         on_refusal: ``(connection, refusal) -> Response | None`` (sync or async), called for
             every refusal the library writes; ``None`` sends the default response.
+        revocation_list: a :class:`~clerk_asgi.backend.RevocationList` (memory) or
+            :class:`~clerk_asgi.backend.RedisRevocationList`, the same object given to
+            :class:`~clerk_asgi.backend.ClerkBackend` and the webhook dependency: tokens of a
+            listed session are refused (``session-revoked``). None (the default): no check.
 
     Raises:
         ConfigurationError: for anything that cannot work, with how to fix it.
@@ -346,6 +351,7 @@ class ClerkConfig:
         "proxy_rule",
         "proxy_url",
         "public_origin",
+        "revocation_list",
         "route_rules",
         "rules",
         "secret_key",
@@ -389,6 +395,8 @@ class ClerkConfig:
     jwks_timeout: float
     token_cache_size: int
     on_refusal: RefusalHook | None
+    #: Sessions revoked here, refused before their tokens expire; None: no check.
+    revocation_list: RevocationStore | None
     #: Clerk's handshake is on: cookie-carried sessions follow Clerk's cookie flow.
     handshake: bool
     #: The Frontend API proxy (absolute URL or path), if any.
@@ -426,6 +434,7 @@ class ClerkConfig:
         handshake: bool | None = None,
         proxy_url: str | None = None,
         api_timeout: float = 5.0,
+        revocation_list: RevocationStore | None = None,
     ) -> None:
         set_ = partial(object.__setattr__, self)
         for name, value in (
@@ -456,6 +465,14 @@ class ClerkConfig:
         set_("http_client", http_client)
         set_("clock", clock or time.time)
         set_("on_refusal", on_refusal)
+        if revocation_list is not None and not all(
+            callable(getattr(revocation_list, name, None)) for name in ("revoke", "is_revoked")
+        ):
+            raise ConfigurationError(
+                "revocation_list must be a RevocationList() or RedisRevocationList(...) from "
+                f"clerk_asgi.backend (async revoke() and is_revoked()), got {revocation_list!r}."
+            )
+        set_("revocation_list", revocation_list)
 
         publishable = env(publishable_key, "publishable_key")
         pk = parse_publishable_key(publishable) if publishable else None

@@ -15,17 +15,20 @@ Keys that cannot be loaded at all are not "signed out": protected routes answer 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 from ._auth import Auth
 from ._config import ClerkConfig
 from ._reasons import (
     AUTHORIZATION_FAILED,
     JWK_REMOTE_FAILED_TO_LOAD,
+    REVOCATION_LIST_UNAVAILABLE,
     SESSION_TOKEN_MISSING,
     message_for,
 )
 from ._request import Incoming, with_query
 from ._responses import Refusal
+from ._revocation import RETRY_AFTER as REVOCATION_RETRY_AFTER
 from ._rules import Rule
 from .exceptions import AuthError
 
@@ -55,6 +58,8 @@ def decide(
         reason = auth.reason or SESSION_TOKEN_MISSING
         if reason == JWK_REMOTE_FAILED_TO_LOAD:
             return Refusal(503, reason, retry_after=retry_after())
+        if reason == REVOCATION_LIST_UNAVAILABLE:
+            return Refusal(503, reason, retry_after=REVOCATION_RETRY_AFTER)
         if rule.kind == "protect" and config.sign_in_url and request.is_navigation():
             target = with_query(
                 under_root(request, config.sign_in_url),
@@ -74,12 +79,16 @@ def decide(
 def refusal_for_error(
     error: AuthError, request: Incoming, retry_after: Callable[[], int]
 ) -> Refusal:
-    """The refusal for what ``require_auth`` raised: 401, 403, or 503 when keys are down."""
-    if error.status_code == 503:
-        return Refusal(503, error.reason, retry_after=retry_after(), message=error.message)
-    if error.status_code == 403:
-        return Refusal(403, error.reason, "signed-in", message=error.message)
-    return signed_out(request, error.reason)
+    """The refusal for an ``AuthError`` the app raised (``require_auth``, a webhook that cannot
+    be verified, ...): 401, 403, or its own status; a 503 always carries ``Retry-After``."""
+    status = error.status_code
+    if status == 401:
+        return signed_out(request, error.reason)
+    wait = error.retry_after
+    if status == 503 and wait is None:
+        wait = retry_after()
+    signed: Literal["signed-in", "signed-out"] = "signed-in" if status == 403 else "signed-out"
+    return Refusal(status, error.reason, signed, retry_after=wait, message=error.message)
 
 
 def signed_out(request: Incoming, reason: str) -> Refusal:

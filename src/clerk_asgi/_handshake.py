@@ -44,6 +44,7 @@ from ._reasons import (
     CLIENT_UAT_BUT_NO_SESSION_TOKEN,
     DEV_BROWSER_MISSING,
     DEV_BROWSER_SYNC,
+    SESSION_REVOKED,
     SESSION_TOKEN_AND_UAT_MISSING,
     SESSION_TOKEN_BUT_NO_CLIENT_UAT,
     SESSION_TOKEN_EXPIRED_NO_REFRESH_COOKIE,
@@ -59,6 +60,7 @@ from ._reasons import (
 )
 from ._request import Incoming, clerk_cookies, request_origin
 from ._responses import Refusal
+from ._revocation import revocation_reason
 from ._verify import KeySet, TokenVerifier, unverified_claims, verify_handshake_token
 from .backend import API_VERSION, BackendAPIError, ClerkBackend
 
@@ -216,7 +218,10 @@ class CookieFlow:
 
         auth = known or await self._verifier.verify(session)
         if auth.is_signed_in:
-            return Outcome(auth)
+            revoked = await self._revoked(auth)
+            if revoked == SESSION_REVOKED:  # Clerk decides what the browser's session is now
+                return hand_off(SESSION_REVOKED)
+            return Outcome(auth if revoked is None else Auth.signed_out(revoked))
         reason = auth.reason or SESSION_TOKEN_MISSING
         if reason == TOKEN_EXPIRED:
             get = request.scope["type"] == "http" and request.scope["method"] == "GET"
@@ -225,6 +230,13 @@ class CookieFlow:
         if reason in _EXPIRED_REASONS:
             return hand_off(_EXPIRED_REASONS[reason], detail=_detail(reason))
         return Outcome(auth)
+
+    async def _revoked(self, auth: Auth) -> str | None:
+        """Why ``auth``'s session may not be used (the revocation list), or None."""
+        store = self._config.revocation_list
+        if store is None or auth.session_id is None:
+            return None
+        return await revocation_reason(store, auth.session_id)
 
     # -- reading the request ---------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from ._handshake import CookieFlow
 from ._reasons import ORIGIN_NOT_AUTHORIZED, SESSION_TOKEN_MISSING, TOKEN_INVALID
 from ._request import AMBIGUOUS, IDENTITY_SPELLINGS, Incoming
 from ._responses import RefusalHook, send_refusal
+from ._revocation import RevocationStore, revocation_reason
 from ._rules import Rule, RuleMatcher
 from ._verify import TokenVerifier
 from .backend import ClerkBackend
@@ -95,6 +96,7 @@ class ClerkMiddleware:
         handshake: bool | None = None,
         proxy_url: str | None = None,
         api_timeout: float = 5.0,
+        revocation_list: RevocationStore | None = None,
     ) -> None:
         # Every keyword but app and config, as given (the signature above is the contract).
         options = {name: value for name, value in locals().items() if name in _DEFAULTS}
@@ -124,7 +126,7 @@ class ClerkMiddleware:
             cache_size=config.token_cache_size,
         )
         self._cookie_flow = (
-            CookieFlow(config, self.verifier, self.keys, ClerkBackend(config))
+            CookieFlow(config, self.verifier, self.keys, ClerkBackend(config=config))
             if config.handshake
             else None
         )
@@ -165,6 +167,8 @@ class ClerkMiddleware:
             auth = self._same_site(request, auth)
         else:
             auth = self._known_auth(request) or await self._authenticate(request)
+            if auth.session_id is not None and self.config.revocation_list is not None:
+                auth = await self._unless_revoked(auth)
         # Public routes run for everyone; so do signed-in users where no role/permission is due.
         if rule.kind != "public" and (auth.user_id is None or rule.requires_authorization):
             refusal = decide(rule, auth, request, self.config, self.keys.retry_after)
@@ -192,6 +196,13 @@ class ClerkMiddleware:
         when :meth:`_known_auth` could not answer, so a token is there."""
         token = request.token
         return self._same_site(request, await self.verifier.verify(token or ""))
+
+    async def _unless_revoked(self, auth: Auth) -> Auth:
+        """Signed out (``session-revoked``) when the session is on the revocation list: its
+        tokens, cached ones included, are refused until they could no longer be valid."""
+        store, session_id = self.config.revocation_list, auth.session_id
+        reason = await revocation_reason(store, session_id) if store and session_id else None
+        return auth if reason is None else Auth.signed_out(reason)
 
     def _same_site(self, request: Incoming, auth: Auth) -> Auth:
         """A cookie-carried session used cross-site is signed out (CSRF)."""

@@ -29,6 +29,7 @@ from ._reasons import message_for
 __all__ = ["Refusal", "RefusalHook", "send_refusal"]
 
 _ERRORS: Final = {
+    400: "bad_request",
     401: "unauthorized",
     403: "forbidden",
     429: "too_many_requests",

@@ -53,9 +53,12 @@ class AuthError(ClerkError):
         status_code: 401, 403, or 503 when the signing keys cannot be loaded.
         reason: machine-readable reason code (Clerk's where Clerk has one).
         message: human-readable explanation, safe to show to clients.
+        retry_after: seconds for ``Retry-After``, when the error has its own (a 503 without
+            one gets the key cache's).
     """
 
     status_code: int = 401
+    retry_after: int | None = None
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
