@@ -41,7 +41,9 @@ __all__ = [
     "MockClerk",
     "jwks",
     "jwks_handler",
+    "make_webhook_secret",
     "mint_session_token",
+    "sign_webhook",
 ]
 
 SESSION_CATEGORY = "cl_B7d4PD111AAA"
@@ -336,3 +338,4 @@ class MockClerk:
 
 # Last, as FakeClerk is built from the helpers above (KeyPair, mint_session_token, jwks).
 from ._fakeclerk import FakeClerk  # noqa: E402
+from ._webhooks import make_webhook_secret, sign_webhook  # noqa: E402
