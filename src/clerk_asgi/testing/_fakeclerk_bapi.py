@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -44,6 +45,11 @@ async def handshake_payload(fake: FakeClerk, request: Request, params: dict[str,
     if found is None:
         return not_found("handshake payload for this nonce (unknown or already used)")
     return JSONResponse({"directives": list(found)})
+
+
+def _path_param(params: dict[str, str], name: str) -> str:
+    """A path parameter as Clerk reads it: percent-decoded (``a%2Fb`` is the id ``a/b``)."""
+    return unquote(params[name])
 
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int | Response:
@@ -91,15 +97,16 @@ async def list_sessions(fake: FakeClerk, request: Request, params: dict[str, str
 
 async def get_session(fake: FakeClerk, request: Request, params: dict[str, str]) -> Response:
     """``GET /v1/sessions/{id}``: the Session."""
-    session = fake._session(params["session_id"])
+    session = fake._session(_path_param(params, "session_id"))
     if session is None:
         return not_found("session")
     return JSONResponse(session.to_json())
 
 
 async def revoke_session(fake: FakeClerk, request: Request, params: dict[str, str]) -> Response:
-    """``POST /v1/sessions/{id}/revoke``: the Session, ``revoked`` if it was active."""
-    session = fake._session(params["session_id"])
+    """``POST /v1/sessions/{id}/revoke``: the Session, ``revoked`` if it was active, else
+    unchanged (revoking again, or an ended session, is not an error here)."""
+    session = fake._session(_path_param(params, "session_id"))
     if session is None:
         return not_found("session")
     return JSONResponse(fake._end(session, "revoked").to_json())
@@ -118,10 +125,10 @@ async def create_token(fake: FakeClerk, request: Request, params: dict[str, str]
     if expires_in is not None and not (valid and MIN_EXPIRES_IN <= expires_in <= MAX_EXPIRES_IN):
         detail = f"expires_in_seconds must be an integer from {MIN_EXPIRES_IN} to {MAX_EXPIRES_IN}"
         return invalid_param("expires_in_seconds", detail)
-    session = fake._session(params["session_id"])
+    session = fake._session(_path_param(params, "session_id"))
     if session is None or session.status != "active":
         return not_found("active session")
-    template = params.get("template")
+    template = _path_param(params, "template") if "template" in params else None
     if template is not None and template not in fake._templates:
         return not_found("JWT template")
     jwt = fake._token(session, template=template, expires_in=expires_in, azp=fake.origin)
