@@ -1,50 +1,139 @@
-"""FakeClerk: an in-process stand-in for a Clerk instance's Frontend API and Backend API."""
+"""FakeClerk: an in-process stand-in for a Clerk instance's Frontend API and Backend API, and
+the webhooks its sessions send (Clerk sends them through Svix)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import json
+import logging
 import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clerk_asgi._config import parse_publishable_key
 
 from . import SESSION_CATEGORY, KeyPair, _encode_permissions, mint_session_token
 from ._fakeclerk_bapi import BAPI_ROUTES
-from ._fakeclerk_fapi import FAPI_ROUTES, add_cors, preflight
+from ._fakeclerk_fapi import FAPI_ROUTES, add_cors, preflight, session_activity
 from ._fakeclerk_models import (
     FakeClient,
     FakeHandshake,
     FakeSession,
     FakeUser,
     clerk_error,
+    ms,
     new_id,
     not_found,
 )
+from ._webhooks import make_webhook_secret, sign_webhook
 
 if TYPE_CHECKING:
     import anyio
 
-__all__ = ["FakeClerk"]
+__all__ = ["FakeClerk", "FakeWebhook"]
+
+logger = logging.getLogger(__name__)
 
 #: The ``cat`` header of a JWT-template token.
 TEMPLATE_CATEGORY = "cl_B7d4PD222AAA"
+#: Seconds a webhook endpoint has to answer (one attempt; Svix would retry later).
+WEBHOOK_TIMEOUT = 5.0
+#: The origin a path-only ``webhook_url`` is requested on, in process (``webhook_app``).
+IN_PROCESS_ORIGIN = "http://localhost"
 
 Handler = Callable[["FakeClerk", Request, dict[str, str]], Awaitable[Response]]
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _SHORTCODE = re.compile(r"\{\{\s*([a-z_.]+)\s*\}\}")
+
+
+@dataclass(frozen=True)
+class FakeWebhook:
+    """One webhook FakeClerk sent: the event, the exact body and ``svix-*`` headers, and how
+    the endpoint answered."""
+
+    #: Clerk's event: ``{"data": <session>, "object": "event", "type", "timestamp" (ms),
+    #: "instance_id"}``.
+    event: Mapping[str, Any]
+    #: The JSON body, byte for byte as signed.
+    body: bytes
+    #: ``svix-id``, ``svix-timestamp`` and ``svix-signature``.
+    headers: Mapping[str, str]
+    #: The endpoint's status, or None when it could not be reached (see :attr:`error`).
+    status: int | None
+    #: Why the endpoint could not be reached (a connection error, a timeout), else None.
+    error: str | None = None
+
+    @property
+    def type(self) -> str:
+        """The event type, e.g. ``session.revoked``."""
+        kind: str = self.event["type"]
+        return kind
+
+    @property
+    def delivered(self) -> bool:
+        """Whether the endpoint accepted it (a 2xx answer), as Svix counts a success."""
+        return self.status is not None and 200 <= self.status < 300
+
+
+@dataclass(frozen=True)
+class _SessionWithActivity(FakeSession):
+    """A session that knows the device it was signed in from (Clerk's ``latest_activity``)."""
+
+    latest_activity: Mapping[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        body = super().to_json()
+        activity = self.latest_activity
+        body["latest_activity"] = dict(activity) if activity is not None else None
+        return body
+
+
+def _webhook_secret(secret: str | None) -> str:
+    """``secret`` checked (``whsec_`` and base64, as the Dashboard shows one), or a new one."""
+    if secret is None:
+        return make_webhook_secret()
+    encoded = secret.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except ValueError:
+        key = b""
+    if not secret.startswith("whsec_") or not key:
+        raise ValueError(
+            "webhook_secret must be 'whsec_' and base64, as Clerk's Dashboard shows it; leave "
+            "it out for a new one"
+        )
+    return secret
+
+
+def _webhook_url(url: str | None, app: ASGIApp | None) -> str | None:
+    """``url`` checked: an absolute http(s) URL, or a path when ``app`` answers in process."""
+    if url is None:
+        if app is not None:
+            raise ValueError("webhook_app needs webhook_url: the path to POST to, e.g. '/hooks'")
+        return None
+    parts = urlsplit(url)
+    if (app is not None and url.startswith("/") and not url.startswith("//")) or (
+        parts.scheme in ("http", "https") and parts.hostname
+    ):
+        return url
+    raise ValueError(
+        f"webhook_url must be an http(s) URL (or a path such as '/api/webhooks/clerk' with "
+        f"webhook_app), not {url!r}"
+    )
 
 
 def cookie_suffix(publishable_key: str) -> str:
@@ -76,9 +165,18 @@ class FakeClerk:
                 "__clerk_db_jwt": client.dev_browser,
             })  # 307 back to the app, with __clerk_handshake_nonce
 
+    Webhooks: with ``webhook_url``, every session that starts or ends sends Clerk's event
+    (``session.created``, ``session.ended`` on sign-out, ``session.revoked``,
+    ``session.removed``), signed like Svix with :attr:`webhook_secret`. Events caused by a
+    request to the fake are delivered before it answers; those of :meth:`sign_in`,
+    :meth:`sign_out` and :meth:`revoke` when it next answers one, or at once with
+    ``await fake.deliver_webhooks()``. One attempt each; a failing endpoint is logged and
+    recorded, never raised. Clerk's ``event_attributes`` (the request's IP and user agent)
+    are not sent.
+
     Switches for tests: :attr:`failing` (the handshake answers without resolving anything),
     :attr:`payload_gate` and :attr:`payload_error` (the BAPI handshake payload hangs or fails).
-    Records: :attr:`handshakes`, :attr:`requests`, :attr:`last_api_version`.
+    Records: :attr:`handshakes`, :attr:`requests`, :attr:`last_api_version`, :attr:`webhooks`.
     """
 
     def __init__(
@@ -93,6 +191,9 @@ class FakeClerk:
         proxy_path: str | None = None,
         clock: Callable[[], float] | None = None,
         origin: str | None = None,
+        webhook_url: str | None = None,
+        webhook_app: ASGIApp | None = None,
+        webhook_secret: str | None = None,
     ) -> None:
         """Args:
         frontend_api: the instance's Frontend API host, encoded in :attr:`publishable_key`.
@@ -108,6 +209,15 @@ class FakeClerk:
         clock: wall-clock seconds (default ``time.time``), e.g. a ``FakeClock``.
         origin: the app's origin, the ``azp`` of the tokens (default: the Origin of the FAPI
             request, or the handshake's redirect origin).
+        webhook_url: where session events are POSTed (an http(s) URL; default: none sent).
+        webhook_app: an ASGI app that receives them in process (``webhook_url`` may then be a
+            path, such as ``/api/webhooks/clerk``).
+        webhook_secret: the endpoint's signing secret, ``whsec_`` and base64 (default: a new
+            one, read it from :attr:`webhook_secret`).
+
+        Raises:
+            ValueError: a bad ``instance``, ``proxy_path``, ``webhook_url`` or
+                ``webhook_secret``.
         """
         if instance not in ("development", "production"):
             raise ValueError(f"instance must be 'development' or 'production', not {instance!r}")
@@ -126,6 +236,13 @@ class FakeClerk:
         self.proxy_path = proxy_path.rstrip("/") if proxy_path else None
         self.clock: Callable[[], float] = clock if clock is not None else time.time
         self.origin = origin.rstrip("/") if origin else None
+        #: Where session events are POSTed (None: not sent); see :meth:`deliver_webhooks`.
+        self.webhook_url = _webhook_url(webhook_url, webhook_app)
+        #: The ASGI app that receives them in process, or None (over the network).
+        self.webhook_app = webhook_app
+        self._webhook_secret = _webhook_secret(webhook_secret)
+        #: The instance's id, the ``instance_id`` of its webhook events.
+        self.instance_id = new_id("ins")
         #: When true, the handshake answers 307 back to ``redirect_url`` without resolving
         #: anything (no nonce, no token, no cookies): a redirect loop, for loop guards.
         self.failing = False
@@ -141,6 +258,9 @@ class FakeClerk:
         self.requests: list[tuple[str, str]] = []
         #: The last ``Clerk-API-Version`` header a BAPI request carried.
         self.last_api_version: str | None = None
+        #: Every webhook sent, oldest first.
+        self.webhooks: list[FakeWebhook] = []
+        self._outbox: list[dict[str, Any]] = []
         self._users: dict[str, FakeUser] = {}
         self._emails: dict[str, str] = {}
         self._templates: dict[str, tuple[dict[str, Any], float]] = {}
@@ -189,6 +309,12 @@ class FakeClerk:
         return self.issuer
 
     @property
+    def webhook_secret(self) -> str:
+        """The signing secret of :attr:`webhook_url` (``whsec_...``): what an app verifies
+        webhooks with (``CLERK_WEBHOOK_SIGNING_SECRET``)."""
+        return self._webhook_secret
+
+    @property
     def cookie_suffix(self) -> str:
         """The suffix of suffixed cookie names (``__session_<suffix>``) for this instance."""
         return cookie_suffix(self._publishable_key)
@@ -227,17 +353,20 @@ class FakeClerk:
         ``"{{session.id}}"`` are filled in), tokens living ``lifetime`` seconds."""
         self._templates[name] = (dict(claims), lifetime)
 
-    def sign_in(self, user_id: str) -> FakeClient:
+    def sign_in(self, user_id: str, *, user_agent: str | None = None) -> FakeClient:
         """Sign ``user_id`` in on a new browser: a new client with one active session.
 
         The client's :attr:`~FakeClient.cookies` are what the browser holds for the FAPI;
-        on a development instance it has a dev-browser token too.
+        on a development instance it has a dev-browser token too. With ``user_agent`` (a
+        ``User-Agent`` header), the session's ``latest_activity`` names its device and browser,
+        as for a sign-in through the Frontend API.
         """
         user = self.find_user(user_id)
         if user is None:
             raise KeyError(f"no user {user_id!r}: add it with add_user() first")
         client = self._new_client()
-        self._start_session(client, user)
+        activity = session_activity(user_agent, None) if user_agent is not None else None
+        self._start_session(client, user, activity=activity)
         return self._clients[client.id]
 
     def sign_out(self, session_id: str) -> None:
@@ -315,9 +444,11 @@ class FakeClerk:
             self._dev_browsers[dev_browser] = client.id
         return client
 
-    def _start_session(self, client: FakeClient, user: FakeUser) -> FakeSession:
+    def _start_session(
+        self, client: FakeClient, user: FakeUser, *, activity: Mapping[str, Any] | None = None
+    ) -> FakeSession:
         now = self._now()
-        session = FakeSession(
+        session = _SessionWithActivity(
             id=new_id("sess"),
             client_id=client.id,
             user_id=user.id,
@@ -328,6 +459,7 @@ class FakeClerk:
             expire_at=now + self.session_lifetime,
             abandon_at=now + 30 * 86_400,
             last_active_organization_id=user.org_id,
+            latest_activity=MappingProxyType(dict(activity)) if activity is not None else None,
         )
         self._sessions[session.id] = session
         self._clients[client.id] = replace(
@@ -336,6 +468,7 @@ class FakeClerk:
             last_active_session_id=session.id,
             updated_at=now,
         )
+        self._emit("session.created", session)
         return session
 
     def _end(self, session: FakeSession, status: str) -> FakeSession:
@@ -345,6 +478,7 @@ class FakeClerk:
         now = self._now()
         session = self._sessions[session.id] = replace(session, status=status, updated_at=now)
         self._clients[session.client_id] = replace(self._clients[session.client_id], updated_at=now)
+        self._emit(f"session.{status}", session)  # session.ended, .revoked or .removed
         return session
 
     def _touch(self, session: FakeSession) -> None:
@@ -422,6 +556,55 @@ class FakeClerk:
         header = {"alg": "RS256", "kid": self.key.kid, "typ": "JWT", "cat": SESSION_CATEGORY}
         return self.key.sign(header, {"handshake": list(directives)})
 
+    # -- webhooks -------------------------------------------------------------------------------
+
+    def _emit(self, kind: str, session: FakeSession) -> None:
+        """Queue Clerk's event for ``session`` (as it is now) when webhooks are configured."""
+        if self.webhook_url is None:
+            return
+        event = {
+            "data": session.to_json(),
+            "object": "event",
+            "type": kind,
+            "timestamp": ms(self._now()),
+            "instance_id": self.instance_id,
+        }
+        self._outbox.append(event)
+
+    async def deliver_webhooks(self) -> list[FakeWebhook]:
+        """Send every pending event now, oldest first, one attempt each.
+
+        Never raises: an endpoint that cannot be reached or answers an error is logged (a
+        warning) and recorded in :attr:`webhooks` like a success.
+
+        Returns:
+            The deliveries made (also appended to :attr:`webhooks`).
+        """
+        pending, self._outbox = self._outbox, []
+        url = self.webhook_url
+        if not pending or url is None:
+            return []
+        transport: httpx.AsyncBaseTransport | None = None
+        if self.webhook_app is not None:
+            transport = httpx.ASGITransport(self.webhook_app, raise_app_exceptions=False)
+            url = IN_PROCESS_ORIGIN + url if url.startswith("/") else url
+        sent: list[FakeWebhook] = []
+        # trust_env=False: a local endpoint is never reached through the environment's proxy.
+        async with httpx.AsyncClient(
+            transport=transport, timeout=WEBHOOK_TIMEOUT, trust_env=False
+        ) as client:
+            for event in pending:
+                body = json.dumps(event, separators=(",", ":")).encode()
+                headers = sign_webhook(
+                    body,
+                    secret=self._webhook_secret,
+                    msg_id=new_id("msg"),
+                    timestamp=int(self._now()),
+                )
+                sent.append(await _post(client, url, event, body, headers))
+        self.webhooks.extend(sent)
+        return sent
+
     # -- ASGI -----------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -459,6 +642,8 @@ class FakeClerk:
                 response = preflight(request)
             else:
                 response = not_found("endpoint")
+        if self._outbox:  # the events this request caused reach the app before the answer
+            await self.deliver_webhooks()
         return response if is_bapi else add_cors(request, response)
 
     async def _call(
@@ -477,6 +662,37 @@ class FakeClerk:
                     "Unable to authenticate the request, you need to supply an active API key",
                 )
         return await handler(self, request, params)
+
+
+async def _post(
+    client: httpx.AsyncClient,
+    url: str,
+    event: Mapping[str, Any],
+    body: bytes,
+    headers: Mapping[str, str],
+) -> FakeWebhook:
+    """POST one signed event; the record of how it went (never raises)."""
+    kind, msg_id = event["type"], headers.get("svix-id")
+    try:
+        response = await client.post(
+            url, content=body, headers={**headers, "content-type": "application/json"}
+        )
+    # A fake's delivery never fails the request that ended the session: anything is recorded.
+    except Exception as error:
+        reason = f"{type(error).__name__}: {error}".rstrip(": ")
+        logger.warning(
+            "FakeClerk could not send webhook %s (%s) to %s: %s", msg_id, kind, url, reason
+        )
+        return FakeWebhook(event, body, headers, None, reason)
+    if not response.is_success:
+        logger.warning(
+            "FakeClerk's webhook %s (%s) to %s was answered %d.",
+            msg_id,
+            kind,
+            url,
+            response.status_code,
+        )
+    return FakeWebhook(event, body, headers, response.status_code)
 
 
 def _match(pattern: tuple[str, ...], segments: tuple[str, ...]) -> dict[str, str] | None:

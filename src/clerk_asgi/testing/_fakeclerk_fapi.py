@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import secrets
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from ._fakeclerk_models import (
     invalid_param,
     missing_param,
     ms,
+    new_id,
     not_found,
 )
 
@@ -33,6 +35,55 @@ if TYPE_CHECKING:
 
 #: Seconds the production handshake's transport cookie lives.
 TRANSPORT_MAX_AGE = 60
+#: ``User-Agent`` products and the browser names Clerk shows, the first match wins (Edge and
+#: Opera also say Chrome, Chrome also says Safari).
+_BROWSERS = (
+    ("EdgiOS", "Edge"),
+    ("EdgA", "Edge"),
+    ("Edg", "Edge"),
+    ("OPR", "Opera"),
+    ("Firefox", "Firefox"),
+    ("FxiOS", "Firefox"),
+    ("HeadlessChrome", "Chrome Headless"),
+    ("CriOS", "Chrome"),
+    ("Chrome", "Chrome"),
+    ("Version", "Safari"),
+)
+#: ``User-Agent`` platform words and the device types Clerk shows, the first match wins.
+_DEVICES = (
+    ("iPhone", "iPhone"),
+    ("iPad", "iPad"),
+    ("Android", "Android"),
+    ("Macintosh", "Macintosh"),
+    ("Windows", "Windows"),
+    ("CrOS", "Chromebook"),
+    ("Linux", "Linux"),
+)
+
+
+def session_activity(user_agent: str | None, ip_address: str | None) -> dict[str, Any]:
+    """Clerk's SessionActivity (a session's ``latest_activity``) for a sign-in from this
+    ``User-Agent`` and address: device type, browser and version, whether mobile. FakeClerk
+    has no geolocation: ``city`` and ``country`` are None."""
+    agent = user_agent or ""
+    browser_name = browser_version = None
+    for product, name in _BROWSERS:
+        found = re.search(rf"\b{product}/([0-9][0-9.]*)", agent)
+        if found:
+            browser_name, browser_version = name, found.group(1)
+            break
+    device = next((kind for word, kind in _DEVICES if word in agent), None)
+    return {
+        "object": "session_activity",
+        "id": new_id("sess_activity"),
+        "device_type": device,
+        "is_mobile": "Mobile" in agent,
+        "browser_name": browser_name,
+        "browser_version": browser_version,
+        "ip_address": ip_address,
+        "city": None,
+        "country": None,
+    }
 
 
 def _signed_out() -> JSONResponse:
@@ -129,7 +180,9 @@ async def sign_in(fake: FakeClerk, request: Request, params: dict[str, str]) -> 
         message = "Couldn't find your account."
         return clerk_error(422, "form_identifier_not_found", message, message)
     client = fake._client_of(request) or fake._new_client()
-    session = fake._start_session(client, user)
+    address = request.client.host if request.client else None
+    activity = session_activity(request.headers.get("user-agent"), address)
+    session = fake._start_session(client, user, activity=activity)
     client = fake.clients[client.id]
     attempt = {
         "object": "sign_in_attempt",
