@@ -19,7 +19,6 @@ from starlette.routing import Route
 
 from clerk_asgi import Auth, ClerkMiddleware, Rule, SignedOutError, get_auth
 from clerk_asgi.backend import (
-    TOKEN_CACHE_SIZE,
     BackendAPIError,
     BackendNotFoundError,
     ClerkBackend,
@@ -32,6 +31,8 @@ from ._backend_helpers import Script, answer, backend, clerk_error, ok, on_fake
 pytestmark = pytest.mark.anyio
 
 ORIGIN = "https://app.example.test"
+#: Template tokens a ClerkBackend keeps.
+CACHE_SIZE = 1024
 API = "https://data.example.test"
 
 
@@ -427,7 +428,7 @@ async def test_a_token_without_exp_is_not_cached(clock: FakeClock, key: KeyPair)
 
 
 async def test_the_cache_is_bounded(clock: FakeClock, key: KeyPair) -> None:
-    """Past TOKEN_CACHE_SIZE sessions, the least recently used token is dropped."""
+    """Past 1024 sessions, the least recently used token is dropped."""
     token = key.sign({"alg": "RS256", "kid": key.kid, "typ": "JWT"}, {"exp": clock.now + 3600})
     mints: list[str] = []
 
@@ -443,14 +444,13 @@ async def test_the_cache_is_bounded(clock: FakeClock, key: KeyPair) -> None:
         async with downstream.client(clerk.token_auth(auth, template="x")) as api:
             await api.get("/")
 
-    for i in range(TOKEN_CACHE_SIZE):
+    for i in range(CACHE_SIZE):
         await call(f"sess_{i}")
     await call("sess_0")  # used again: now the most recent
     await call("sess_new")  # one too many: sess_1, the least recently used, is dropped
     await call("sess_0")
     await call("sess_1")
-    assert TOKEN_CACHE_SIZE == 1024
-    assert mints[TOKEN_CACHE_SIZE:] == ["sess_new", "sess_1"]
+    assert mints[CACHE_SIZE:] == ["sess_new", "sess_1"]
 
 
 # -- end to end: a handler calling another API as its user --------------------------------------

@@ -66,26 +66,26 @@ __all__ = [
     "Sessions",
 ]
 
-logger = logging.getLogger(__name__)
+_logger = logging.getLogger(__name__)
 
 #: The Backend API version this client speaks (``Clerk-API-Version``), as ``@clerk/backend``.
 API_VERSION: Final = "2026-05-12"
 #: Bodies larger than this are refused (a page of 100 sessions is about 70 KB).
 _MAX_BODY: Final = 256 * 1024
 #: Retries of an idempotent call, by default.
-DEFAULT_MAX_RETRIES: Final = 2
+_DEFAULT_MAX_RETRIES: Final = 2
 #: Answers worth retrying: rate limited, or a gateway/upstream that is briefly unavailable.
-RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
+_RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
 #: Seconds before the first retry when Clerk sends no ``Retry-After`` (doubled each time).
-RETRY_DELAY: Final = 0.5
+_RETRY_DELAY: Final = 0.5
 #: Sessions asked for per page, and the most pages read: a listing of more than
 #: 100 x 50 = 5,000 sessions is refused rather than followed forever.
-PAGE_SIZE: Final = 100
-MAX_PAGES: Final = 50
+_PAGE_SIZE: Final = 100
+_MAX_PAGES: Final = 50
 #: A cached template token is used until this many seconds before its ``exp``.
-TOKEN_MARGIN: Final = 10.0
+_TOKEN_MARGIN: Final = 10.0
 #: Template tokens kept, one per (session, template), least recently used dropped first.
-TOKEN_CACHE_SIZE: Final = 1024
+_TOKEN_CACHE_SIZE: Final = 1024
 #: ``status`` values Clerk's session listing filters on (``pending`` is filtered here).
 _LIST_STATUSES: Final = frozenset(
     {"abandoned", "active", "ended", "expired", "removed", "replaced", "revoked"}
@@ -93,7 +93,7 @@ _LIST_STATUSES: Final = frozenset(
 _NEEDS_KEY: Final = "The Backend API needs a secret key: set CLERK_SECRET_KEY or pass secret_key=."
 _REDACTED: Final = "[secret key]"
 
-Sleep = Callable[[float], Awaitable[None]]
+_Sleep = Callable[[float], Awaitable[None]]
 
 
 class BackendAPIError(ClerkError):
@@ -336,9 +336,9 @@ class Sessions:
 
     async def _all_pages(self, params: dict[str, str]) -> builtins.list[Session]:
         found: dict[str, Session] = {}  # by id: a session shifted by a new one comes once
-        for page in range(MAX_PAGES):
-            query = {**params, "paginated": "true", "limit": str(PAGE_SIZE)}
-            query["offset"] = str(page * PAGE_SIZE)
+        for page in range(_MAX_PAGES):
+            query = {**params, "paginated": "true", "limit": str(_PAGE_SIZE)}
+            query["offset"] = str(page * _PAGE_SIZE)
             body = await self._backend._request("GET", "/v1/sessions", query)
             total: Any = None
             if isinstance(body, dict):  # {"data": [...], "total_count": n}
@@ -349,10 +349,10 @@ class Sessions:
             for item in body:
                 session = Session.from_json(item)
                 found.setdefault(session.id, session)
-            ended = len(body) < PAGE_SIZE
-            if ended or (isinstance(total, int) and (page + 1) * PAGE_SIZE >= total):
+            ended = len(body) < _PAGE_SIZE
+            if ended or (isinstance(total, int) and (page + 1) * _PAGE_SIZE >= total):
                 return builtins.list(found.values())
-        raise _invalid(f"the session list goes on past {MAX_PAGES * PAGE_SIZE} sessions")
+        raise _invalid(f"the session list goes on past {_MAX_PAGES * _PAGE_SIZE} sessions")
 
     async def revoke(self, session_id: str) -> Session:
         """Revoke a session (``POST /v1/sessions/{id}/revoke``): sign it out on its device.
@@ -480,8 +480,8 @@ class ClerkBackend:
         timeout: float | None = None,
         revocation_list: RevocationStore | None = None,
         clock: Callable[[], float] | None = None,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        sleep: Sleep | None = None,
+        max_retries: int = _DEFAULT_MAX_RETRIES,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         if config is None:
             if env(secret_key, "secret_key") is None:  # say so, not "no key material" at all
@@ -513,7 +513,7 @@ class ClerkBackend:
         #: The revocation list ``sessions.revoke()`` feeds, or None.
         self.revocation_list: RevocationStore | None = config.revocation_list
         self.max_retries = max_retries
-        self._sleep: Sleep = sleep or anyio.sleep
+        self._sleep: _Sleep = sleep or anyio.sleep
         #: Sessions: ``get``, ``list``, ``revoke``, ``revoke_all``, ``token``.
         self.sessions = Sessions(self)
         self._tokens = _TokenCache(self.sessions, self._clock)
@@ -589,13 +589,13 @@ class ClerkBackend:
                 return result
             delay = failure.retry_after
             if delay is None:
-                delay = RETRY_DELAY * 2**attempt
+                delay = _RETRY_DELAY * 2**attempt
             # Time spent: with a real sleep the clock shows it, with a test's the sum of waits.
             spent = max(anyio.current_time() - started, waited)
             if attempt == retries or not _retryable(failure) or delay >= self._timeout - spent:
                 raise failure  # a wait that would not fit in the timeout: answer now
             attempt += 1
-            logger.info(
+            _logger.info(
                 "Clerk Backend API %s %s: %s; retry %d in %.2f s",
                 method,
                 path,
@@ -653,7 +653,7 @@ class ClerkBackend:
 
 
 def _retryable(error: BackendAPIError) -> bool:
-    return error.status in RETRY_STATUSES or error.code == "network-error"
+    return error.status in _RETRY_STATUSES or error.code == "network-error"
 
 
 async def _content(response: httpx.Response) -> bytes:
@@ -781,7 +781,7 @@ class _TokenCache:
         key = (session_id, template)
         while True:
             cached = self._tokens.get(key)
-            if cached is not None and cached[1] - TOKEN_MARGIN > self._clock():
+            if cached is not None and cached[1] - _TOKEN_MARGIN > self._clock():
                 self._tokens.move_to_end(key)
                 return cached[0]
             flight = self._flights.get(key)
@@ -806,7 +806,7 @@ class _TokenCache:
         if expires is not None:  # a token without exp is used once, never cached
             self._tokens[key] = (token, expires)
             self._tokens.move_to_end(key)
-            while len(self._tokens) > TOKEN_CACHE_SIZE:
+            while len(self._tokens) > _TOKEN_CACHE_SIZE:
                 self._tokens.popitem(last=False)
         return token
 
