@@ -4,12 +4,18 @@ shapes FakeClerk never sends, an ``httpx.MockTransport`` script."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
+from fastapi import FastAPI
+from starlette.applications import Starlette
 
+from clerk_asgi import ClerkMiddleware, Rule
 from clerk_asgi.backend import (
     BackendAPIError,
     BackendNotFoundError,
@@ -621,3 +627,173 @@ def test_reprs() -> None:
     """The resource's repr names the client, never the key."""
     clerk = backend(Script())
     assert repr(clerk.sessions) == "Sessions(ClerkBackend(api_url='https://api.clerk.com'))"
+
+
+# -- docs/backend.md: its examples run as the page says ------------------------------------------
+
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "backend.md"
+_BLOCK = re.compile(r"^```python\n(.*?)^```$", re.DOTALL | re.MULTILINE)
+
+
+def guide_blocks() -> list[str]:
+    return _BLOCK.findall(GUIDE.read_text(encoding="utf-8"))
+
+
+def run_guide_block(index: int, fake: FakeClerk, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Execute the page's ``index``-th Python block with the fake's secret key in the
+    environment, as a reader's shell would provide CLERK_SECRET_KEY."""
+    monkeypatch.setenv("CLERK_SECRET_KEY", fake.secret_key)
+    namespace: dict[str, Any] = {"__name__": "guide_example"}
+    # S102: executing our own documentation is the point of this test.
+    exec(compile(guide_blocks()[index], str(GUIDE), "exec"), namespace)  # noqa: S102
+    return namespace
+
+
+def guide_app(
+    fake: FakeClerk, clock: FakeClock, namespace: dict[str, Any], **options: Any
+) -> httpx.AsyncClient:
+    """The block's router in a FastAPI app behind ClerkMiddleware trusting the fake; the
+    block's ``clerk`` rebound to one reaching the fake in process."""
+    namespace["clerk"] = on_fake(fake, clock=clock, revocation_list=namespace.get("revocations"))
+    app = FastAPI()
+    app.include_router(namespace["router"])
+    app.add_middleware(
+        ClerkMiddleware,
+        jwt_key=fake.key.public_pem,
+        issuer=fake.issuer,
+        clock=clock,
+        rules=[Rule.api("/api/:path*")],
+        **options,
+    )
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="https://app.test")
+
+
+def test_the_guide_has_the_blocks_checked_here() -> None:
+    """Six Python blocks, in the order the checks below expect."""
+    blocks = guide_blocks()
+    assert len(blocks) == 6
+    assert "def session_info" in blocks[1]
+    assert "def sign_out_everywhere" in blocks[2]
+    assert "def rows" in blocks[3]
+    assert "def install" in blocks[4]
+    assert "sdk = Clerk(" in blocks[5]
+
+
+async def test_guide_setup_and_revocation_blocks(
+    fake: FakeClerk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The opening block and the revocation-list block build what they say."""
+    first = run_guide_block(0, fake, monkeypatch)
+    assert first["clerk"].revocation_list is first["revocations"]
+    assert first["clerk"].api_url == "https://api.clerk.com"
+    namespace = run_guide_block(4, fake, monkeypatch)
+    assert namespace["clerk"].revocation_list is namespace["revocations"]
+    app = Starlette()
+    namespace["install"](app)
+    assert [m.kwargs["revocation_list"] for m in app.user_middleware] == [namespace["revocations"]]
+
+
+async def test_guide_session_info(
+    fake: FakeClerk, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GET /api/session: the token's times and the session's, from the Backend API."""
+    session_id = fake.sign_in(fake.add_user()).session_id
+    namespace = run_guide_block(1, fake, monkeypatch)
+    token = fake.session_token(session_id)
+    async with guide_app(fake, clock, namespace) as c:
+        r = await c.get("/api/session", headers={"authorization": f"Bearer {token}"})
+    now = datetime.fromtimestamp(clock.now, UTC)
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "session_id": session_id,
+        "token_issued_at": now.isoformat(),
+        "token_expires_at": datetime.fromtimestamp(clock.now + 60, UTC).isoformat(),
+        "status": "active",
+        "session_expires_at": datetime.fromtimestamp(clock.now + 7 * 86_400, UTC).isoformat(),
+        "last_active_at": now.isoformat(),
+        "browser": None,
+        "city": None,
+    }
+
+
+async def test_guide_devices_and_sign_out_everywhere(
+    fake: FakeClerk, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """List devices, sign one out (never another user's), sign out everywhere else: the
+    revoked sessions' live tokens are refused at once (the same revocation list)."""
+    user_id = fake.add_user()
+    here, phone, laptop = (fake.sign_in(user_id).session_id for _ in range(3))
+    stranger = fake.sign_in(fake.add_user()).session_id
+    namespace = run_guide_block(2, fake, monkeypatch)
+    tokens = {sid: fake.session_token(sid) for sid in (here, phone, laptop)}
+
+    def as_(sid: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {tokens[sid]}"}
+
+    async with guide_app(fake, clock, namespace, revocation_list=namespace["revocations"]) as c:
+        listed = await c.get("/api/devices", headers=as_(here))
+        foreign = await c.post(f"/api/devices/{stranger}/sign-out", headers=as_(here))
+        unknown = await c.post("/api/devices/sess_nope/sign-out", headers=as_(here))
+        signed_out = await c.post(f"/api/devices/{phone}/sign-out", headers=as_(here))
+        phone_after = await c.get("/api/devices", headers=as_(phone))
+        everywhere = await c.post("/api/sign-out-everywhere", headers=as_(here))
+        laptop_after = await c.get("/api/devices", headers=as_(laptop))
+        here_after = await c.get("/api/devices", headers=as_(here))
+    assert listed.status_code == 200
+    assert sorted((d["id"], d["current"]) for d in listed.json()) == sorted(
+        [(here, True), (phone, False), (laptop, False)]
+    )
+    assert (foreign.status_code, foreign.json()) == (404, {"detail": "No such device"})
+    assert (unknown.status_code, unknown.json()) == (404, {"detail": "No such device"})
+    assert fake.sessions[stranger].status == "active"
+    assert (signed_out.status_code, signed_out.json()) == (200, {"status": "revoked"})
+    assert phone_after.status_code == 401
+    assert phone_after.headers["x-clerk-auth-reason"] == "session-revoked"
+    assert (everywhere.status_code, everywhere.json()) == (200, {"signed_out": 1})
+    assert laptop_after.headers["x-clerk-auth-reason"] == "session-revoked"
+    assert [d["id"] for d in here_after.json()] == [here]
+
+
+async def test_guide_calls_another_api_as_the_user(
+    fake: FakeClerk, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/api/rows sends a template token of the session, /api/profile the request's own."""
+    fake.add_template("supabase", {"role": "authenticated"})
+    user_id = fake.add_user()
+    session_id = fake.sign_in(user_id).session_id
+    namespace = run_guide_block(3, fake, monkeypatch)
+    sent: list[str] = []
+
+    def data_api(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers["authorization"].removeprefix("Bearer "))
+        return httpx.Response(200, json={"path": request.url.path})
+
+    namespace["api"] = httpx.AsyncClient(
+        transport=httpx.MockTransport(data_api), base_url="https://data.example.com"
+    )
+    token = fake.session_token(session_id)
+    async with guide_app(fake, clock, namespace) as c:
+        rows = await c.get("/api/rows", headers={"authorization": f"Bearer {token}"})
+        profile = await c.get("/api/profile", headers={"authorization": f"Bearer {token}"})
+    assert (rows.json(), profile.json()) == ({"path": "/rows"}, {"path": "/profile"})
+    template_token, own = sent
+    assert own == token
+    header = jwt.get_unverified_header(template_token)
+    payload = jwt.decode(
+        template_token,
+        fake.key.public_pem,
+        algorithms=["RS256"],
+        options={"verify_iat": False, "verify_exp": False, "verify_nbf": False},
+    )
+    assert (header["cat"], payload["sub"], payload["role"]) == (
+        "cl_B7d4PD222AAA",
+        user_id,
+        "authenticated",
+    )
+
+
+async def test_guide_official_sdk_block(fake: FakeClerk, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK shares the HTTP client and takes the secret from the environment."""
+    namespace = run_guide_block(5, fake, monkeypatch)
+    assert namespace["sdk"].sdk_configuration.async_client is namespace["http"]
+    assert namespace["clerk"]._client is namespace["http"]
