@@ -19,6 +19,12 @@ Two modes, chosen from the environment when the app is created:
   ``CLERK_SECRET_KEY`` for the handshake), the middleware verifies real Clerk session tokens
   and every page loads clerk-js from your instance's Frontend API; ``/sign-in`` mounts
   Clerk's ``<SignIn />``.
+
+Either way the dashboard lists the user's sessions through the Backend API (``ClerkBackend``)
+and ends them: one device, or all of them. One ``RevocationList`` is shared by the middleware,
+``ClerkBackend`` and the webhook endpoint ``/api/webhooks/clerk`` (Clerk's ``session.*``
+events, verified with ``CLERK_WEBHOOK_SIGNING_SECRET``; FakeClerk sends them in development),
+so a revoked session's tokens are refused at once, not up to a minute later.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
@@ -45,19 +51,31 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clerk_asgi import Auth, ClerkConfig, ClerkMiddleware, Rule
+from clerk_asgi.backend import (
+    BackendAPIError,
+    BackendNotFoundError,
+    ClerkBackend,
+    RevocationList,
+    Session,
+)
 from clerk_asgi.fastapi import CurrentAuth
 from clerk_asgi.testing import FakeClerk, FakeClock, KeyPair
+from clerk_asgi.webhooks import WebhookEvent, verified_webhook
 
 __all__ = [
     "DEMO_USERS",
     "KEY_VARIABLES",
     "RULES",
+    "WEBHOOK_PATH",
     "DemoUser",
     "Development",
     "DevelopmentFront",
+    "SessionsView",
     "app",
     "create_app",
+    "device_of",
     "same_origin_target",
+    "session_json",
 ]
 
 logger = logging.getLogger("clerk_asgi.example")
@@ -72,6 +90,10 @@ KEY_VARIABLES: Final = (
 #: ``1`` in development mode: one fake clock for FakeClerk and the middleware, and
 #: ``POST /__dev/clock?advance=N`` to move it.
 FAKE_CLOCK_VARIABLE: Final = "CLERK_EXAMPLE_FAKE_CLOCK"
+#: Clerk mode: the signing secret of the webhook endpoint (Dashboard, Webhooks, the endpoint).
+WEBHOOK_SECRET_VARIABLE: Final = "CLERK_WEBHOOK_SIGNING_SECRET"
+#: Where Clerk's webhooks arrive (public, under the quickstart's ``/api/webhooks(.*)``).
+WEBHOOK_PATH: Final = "/api/webhooks/clerk"
 
 #: The route table of Clerk's Next.js quickstart; paths no rule matches require sign-in.
 RULES: Final = (
@@ -92,6 +114,10 @@ PROXY_PATH: Final = "/__clerk"
 DEV_PATH: Final = "/__dev"
 #: Seconds a session token lives, as Clerk's.
 TOKEN_LIFETIME: Final = 60
+#: Why the dashboard shows no sessions in Clerk mode without a secret key.
+NO_BACKEND: Final = (
+    "Set CLERK_SECRET_KEY to see and end your sessions: that takes Clerk's Backend API."
+)
 #: The reasons the middleware's 401 gives when the session cookie only needs a new token.
 REFRESH_REASONS: Final = (
     "token-expired",
@@ -202,6 +228,12 @@ class Development:
                 user.user_id, email=user.email, org_id=user.org_id, org_role=user.org_role
             )
         return cls(fake, httpx.AsyncClient(transport=httpx.ASGITransport(fake)), clock)
+
+    def send_webhooks_to(self, app: ASGIApp) -> None:
+        """FakeClerk POSTs its ``session.*`` webhooks to ``app``'s :data:`WEBHOOK_PATH`, in
+        process, before it answers the request that caused them."""
+        self.fake.webhook_url = WEBHOOK_PATH
+        self.fake.webhook_app = app
 
     def middleware_options(self) -> dict[str, Any]:
         """``ClerkConfig`` keywords for FakeClerk: keys, Backend API, proxy, handshake, clock."""
@@ -340,6 +372,10 @@ button.secondary { background: #fff; color: var(--fg); border: 1px solid var(--l
 .users .card p { margin: 0; }
 .users button { margin-top: auto; }
 .notice { border-left: 4px solid #d64545; }
+p.notice { padding-left: .6rem; }
+.actions { display: flex; gap: .6rem; flex-wrap: wrap; }
+td.action { text-align: right; white-space: nowrap; }
+.current { color: var(--muted); }
 """
 
 # Development mode: the page plays clerk-js's part against FakeClerk, through the proxy. It
@@ -446,6 +482,25 @@ if (signIn) {
 }
 const signOut = document.getElementById("sign-out");
 if (signOut) { signOut.addEventListener("click", () => exampleAuth.signOut()); }
+async function endSessions(path, done) {
+  const failure = document.getElementById("sessions-error");
+  const response = await fetchWithAuth(path, { method: "POST" });
+  if (response.ok) { done(); return; }
+  const body = await response.json().catch(() => ({}));
+  failure.textContent = `HTTP ${response.status}: ${body.message || body.error || ""}`;
+  failure.hidden = false;
+}
+// Signed out everywhere, this browser included: the next page load finds this session revoked.
+const signOutAll = document.getElementById("sign-out-all");
+if (signOutAll) {
+  signOutAll.addEventListener("click", () => endSessions(
+    "/api/sessions/revoke-all", () => window.location.assign("/dashboard")));
+}
+document.querySelectorAll("button[data-revoke]").forEach((button) => {
+  button.addEventListener("click", () => endSessions(
+    `/api/sessions/${encodeURIComponent(button.dataset.revoke)}/revoke`,
+    () => window.location.reload()));
+});
 const callApi = document.getElementById("call-api");
 if (callApi) {
   callApi.addEventListener("click", async () => {
@@ -566,6 +621,121 @@ def _session_details(auth: Auth, now: float) -> str:
     return f"<dl>{items}</dl>"
 
 
+def _at(moment: datetime | None, now: float) -> str:
+    return _when(moment.timestamp() if moment is not None else None, now)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def device_of(session: Session) -> tuple[str, str, str]:
+    """The device, the browser and where from, as the session's ``latest_activity`` says."""
+    activity = session.latest_activity or {}
+    device = str(activity.get("device_type") or "Unknown device")
+    if activity.get("is_mobile") is True:
+        device += " (mobile)"
+    browser = " ".join(
+        str(activity[name]) for name in ("browser_name", "browser_version") if activity.get(name)
+    )
+    place = ", ".join(str(activity[name]) for name in ("city", "country") if activity.get(name))
+    where = " · ".join(part for part in (str(activity.get("ip_address") or ""), place) if part)
+    return device, browser or "Unknown browser", where or "—"
+
+
+def session_json(session: Session, current: str | None) -> dict[str, Any]:
+    """A session for the example's API: times in ISO 8601, ``current`` for this request's."""
+    activity = session.latest_activity
+    return {
+        "id": session.id,
+        "status": session.status,
+        "current": session.id == current,
+        "created_at": _iso(session.created_at),
+        "last_active_at": _iso(session.last_active_at),
+        "expire_at": _iso(session.expire_at),
+        "latest_activity": dict(activity) if activity is not None else None,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class SessionsView:
+    """What the dashboard shows of the user's sessions, from the Backend API."""
+
+    current: Session | None
+    active: list[Session]
+    #: Why there is nothing to show (no secret key, or the Backend API failed), else None.
+    problem: str | None = None
+
+    @classmethod
+    async def load(cls, backend: ClerkBackend | None, auth: Auth) -> SessionsView:
+        """This session (``sessions.get``) and the user's active ones (``sessions.list``)."""
+        if backend is None:
+            return cls(None, [], NO_BACKEND)
+        if auth.session_id is None or auth.user_id is None:
+            return cls(None, [], "This request has no session.")
+        try:
+            current = await backend.sessions.get(auth.session_id)
+            active = await backend.sessions.list(user_id=auth.user_id, status="active")
+        except BackendAPIError as error:
+            return cls(None, [], f"Clerk's Backend API failed: {error.message}")
+        return cls(current, active)
+
+    def manager(self, auth: Auth, now: float, backend: bool) -> str:
+        """The session manager: this session, sign out, sign out of all devices."""
+        if self.current is not None:
+            rows = [
+                ("session-created", "Created", _at(self.current.created_at, now)),
+                ("session-last-active", "Last active", _at(self.current.last_active_at, now)),
+                ("session-expires", "Expires", _at(self.current.expire_at, now)),
+            ]
+            items = "".join(
+                f'<dt>{label}</dt><dd id="{ident}">{e(value)}</dd>' for ident, label, value in rows
+            )
+            record = f'<dl id="session-record">{items}</dl>'
+        else:
+            record = f'<p class="muted" id="sessions-unavailable">{e(self.problem or "")}</p>'
+        everywhere = (
+            '<button class="secondary" id="sign-out-all" type="button">Sign out of all devices'
+            "</button>"
+            if backend
+            else ""
+        )
+        return f"""<div class="card" id="session-manager"><h2>Your session</h2>
+{_session_details(auth, now)}
+<p class="muted">The session itself, from <code>clerk.sessions.get(auth.session_id)</code>:</p>
+{record}
+<p class="actions"><button id="sign-out" type="button">Sign out</button>
+{everywhere}</p>
+<p class="notice" id="sessions-error" role="alert" hidden></p></div>"""
+
+    def listing(self, auth: Auth, now: float) -> str:
+        """The session list: every active session, its device; "Revoke" on the others."""
+        if self.problem is not None:
+            return ""
+        rows = []
+        for session in self.active:
+            device, browser, where = device_of(session)
+            if session.id == auth.session_id:
+                action = '<span class="current">(current)</span>'
+            else:
+                action = (
+                    f'<button class="secondary" type="button" data-revoke="{e(session.id)}">'
+                    "Revoke</button>"
+                )
+            rows.append(
+                f'<tr data-session-id="{e(session.id)}"><td class="device">{e(device)}</td>'
+                f'<td class="browser">{e(browser)}</td><td class="where">{e(where)}</td>'
+                f'<td class="last-active">{e(_at(session.last_active_at, now))}</td>'
+                f'<td class="action">{action}</td></tr>'
+            )
+        return f"""<div class="card" id="session-list"><h2>Your active sessions</h2>
+<p class="muted">Every device signed in as you (<code>clerk.sessions.list(user_id=...,
+status="active")</code>). Revoking one signs it out at once: its next request is refused
+(<code>session-revoked</code>), not up to a minute later when its token expires.</p>
+<table><tr><th>device</th><th>browser</th><th>from</th><th>last active</th><th></th></tr>
+{"".join(rows)}</table></div>"""
+
+
 def auth_json(auth: Auth) -> dict[str, Any]:
     """The Auth as JSON (everything but the raw token)."""
     return {
@@ -628,6 +798,10 @@ def create_app(*, clock: FakeClock | None = None, key: KeyPair | None = None) ->
             await dev.http.aclose()
 
     app = FastAPI(title="clerk-asgi example", lifespan=lifespan)
+    # One revocation list for the middleware, ClerkBackend and the webhook endpoint: a session
+    # revoked through any of them is refused at once. Memory suits one process; with several
+    # workers or hosts use RedisRevocationList("redis://...").
+    revocations = RevocationList(clock=dev.clock if dev else None)
     # Built now, at start-up: a bad CLERK_* value stops the server here with the library's own
     # message (Starlette would build the middleware on the first ASGI call, the lifespan,
     # where uvicorn reports a failure as "lifespan unsupported" and carries on).
@@ -640,14 +814,22 @@ def create_app(*, clock: FakeClock | None = None, key: KeyPair | None = None) ->
         # checked, and cookie-carried POSTs are still refused when their Origin is not this
         # server's own.
         authorized_parties=None,
+        revocation_list=revocations,
         # Dev mode: FakeClerk's keys, its Backend API in process, the /__clerk proxy and the
         # handshake. Clerk mode: nothing here, so the config takes CLERK_PUBLISHABLE_KEY & co.
         # from the environment (the handshake is on with a publishable and a secret key).
         **(dev.middleware_options() if dev else {}),
     )
     app.add_middleware(ClerkMiddleware, config=clerk)
+    # The Backend API client takes the secret key, API URL, HTTP client, clock and revocation
+    # list from the same config (dev: FakeClerk in process; Clerk: CLERK_SECRET_KEY).
+    backend = ClerkBackend(clerk) if clerk.secret_key else None
+    webhook_secret = dev.fake.webhook_secret if dev else os.environ.get(WEBHOOK_SECRET_VARIABLE)
+    app.state.revocation_list = revocations
+    app.state.clerk_backend = backend
     if dev is not None:  # added last, so it runs first: the proxy answers before auth
         app.add_middleware(DevelopmentFront, dev=dev)
+        dev.send_webhooks_to(app)
         app.state.fake_clerk = dev.fake
         logger.warning(
             "%s. Set CLERK_PUBLISHABLE_KEY and CLERK_SECRET_KEY to use your Clerk instance.",
@@ -701,11 +883,12 @@ quickstart. Every request's session token is verified; the first matching rule d
 
     @app.get("/dashboard", response_class=HTMLResponse)
     async def dashboard(auth: CurrentAuth) -> Response:
+        view = await SessionsView.load(backend, auth)
+        now = site.clock()
         content = f"""<h1>Dashboard</h1>
 <p class="muted">Only signed-in users get here; everyone else is sent to sign in first.</p>
-<div class="card"><h2>Your session</h2>
-{_session_details(auth, site.clock())}
-<button id="sign-out" type="button">Sign out</button></div>
+{view.manager(auth, now, backend is not None)}
+{view.listing(auth, now)}
 <div class="card"><h2>Call the API</h2>
 <p class="muted"><code>fetchWithAuth("/api/me")</code> from this page, authenticated by the same
 cookie; the middleware adds <code>x-user-id</code>. When the token has expired (a 401 saying
@@ -740,11 +923,108 @@ so the <code>/admin/:path*</code> rule let you in.</p></div>"""
     async def ping(auth: CurrentAuth) -> dict[str, Any]:
         return {"ok": True, "user_id": auth.user_id}
 
+    _add_session_routes(app, backend)
+    _add_webhook_route(app, webhook_secret, revocations, clerk.clock)
+
     if dev is not None:
         _add_dev_sign_in(app, site)
     else:
         _add_clerk_sign_in(app, site)
     return app
+
+
+def _api_error(status: int, error: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": error, "message": message}, status_code=status)
+
+
+def _backend_failed(error: BackendAPIError) -> JSONResponse:
+    """A Backend API failure as the example's API answers it (never a 500)."""
+    if isinstance(error, BackendNotFoundError):
+        return _api_error(404, "session_not_found", "You have no such session.")
+    return _api_error(502, "backend_api_error", f"Clerk's Backend API failed: {error.message}")
+
+
+def _add_session_routes(app: FastAPI, backend: ClerkBackend | None) -> None:
+    """``GET /api/sessions``, ``POST /api/sessions/{id}/revoke``, ``POST
+    /api/sessions/revoke-all``: the user's own sessions, through the Backend API."""
+
+    def ready(auth: Auth) -> tuple[ClerkBackend, str] | JSONResponse:
+        """The Backend API client and the user's id, or why this cannot go on."""
+        if backend is None:
+            return _api_error(503, "backend_not_configured", NO_BACKEND)
+        if auth.user_id is None:  # the /api rule lets only signed-in users in
+            return _api_error(401, "unauthorized", "Sign in first.")
+        return backend, auth.user_id
+
+    @app.get("/api/sessions")
+    async def list_sessions(auth: CurrentAuth) -> Response:
+        """The signed-in user's active sessions, newest first."""
+        found = ready(auth)
+        if isinstance(found, JSONResponse):
+            return found
+        clerk, user_id = found
+        try:
+            active = await clerk.sessions.list(user_id=user_id, status="active")
+        except BackendAPIError as error:
+            return _backend_failed(error)
+        return JSONResponse({"sessions": [session_json(s, auth.session_id) for s in active]})
+
+    @app.post("/api/sessions/revoke-all")
+    async def revoke_all(auth: CurrentAuth) -> Response:
+        """Sign out of all devices: every active session of the user, this one included."""
+        found = ready(auth)
+        if isinstance(found, JSONResponse):
+            return found
+        clerk, user_id = found
+        try:
+            revoked = await clerk.sessions.revoke_all(user_id=user_id)
+        except BackendAPIError as error:
+            return _backend_failed(error)
+        logger.info("Revoked %d session(s) of %s.", len(revoked), user_id)
+        return JSONResponse({"revoked": [s.id for s in revoked]})
+
+    @app.post("/api/sessions/{session_id}/revoke")
+    async def revoke(session_id: str, auth: CurrentAuth) -> Response:
+        """Revoke one of the user's sessions (another user's is "not found")."""
+        found = ready(auth)
+        if isinstance(found, JSONResponse):
+            return found
+        clerk, user_id = found
+        try:
+            if (await clerk.sessions.get(session_id)).user_id != user_id:
+                return _api_error(404, "session_not_found", "You have no such session.")
+            session = await clerk.sessions.revoke(session_id)
+        except BackendAPIError as error:
+            return _backend_failed(error)
+        return JSONResponse({"revoked": session_json(session, auth.session_id)})
+
+
+def _add_webhook_route(
+    app: FastAPI, secret: str | None, revocations: RevocationList, clock: Callable[[], float]
+) -> None:
+    """``POST /api/webhooks/clerk``: Clerk's webhooks, verified; ``session.revoked``,
+    ``session.ended`` and ``session.removed`` put the session on the revocation list, and a
+    repeated delivery (same ``svix-id``) is only acknowledged."""
+    if secret is None:
+
+        @app.post(WEBHOOK_PATH)
+        async def webhook_not_configured() -> Response:
+            message = (
+                f"Set {WEBHOOK_SECRET_VARIABLE} (the endpoint's signing secret) to verify them."
+            )
+            return _api_error(503, "webhooks_not_configured", message)
+
+        return
+
+    # The app's clock: FakeClerk signs on the fake one when CLERK_EXAMPLE_FAKE_CLOCK=1.
+    verified = verified_webhook(
+        secret=secret, revocation_list=revocations, dedupe=True, clock=clock
+    )
+
+    @app.post(WEBHOOK_PATH)
+    async def clerk_webhook(event: WebhookEvent = Depends(verified)) -> dict[str, Any]:
+        logger.info("Clerk webhook %s (%s) received.", event.id, event.get("type"))
+        return {"received": event.get("type"), "duplicate": event.duplicate}
 
 
 def _signed_out_notice(auth: Auth) -> str:
