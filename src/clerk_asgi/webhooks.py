@@ -257,7 +257,7 @@ def verified_webhook(
       verified and returned all the same.
 
     Behind ``ClerkMiddleware`` its refusals are the middleware's JSON (and go through
-    ``on_refusal``). Without it, they are Starlette ``HTTPException``\\ s: FastAPI answers
+    ``on_refusal``). Without it, each is raised as a Starlette ``HTTPException``: FastAPI answers
     ``{"detail": "<message>"}``, Starlette the message as text, with the same status.
 
     Args:
