@@ -152,8 +152,10 @@ class _UnansweredWebhookError(WebhookVerificationError, HTTPException):
     HTTPException, so the app's own exception handling answers 400 instead of 500."""
 
     def __init__(self, error: WebhookVerificationError) -> None:
-        WebhookVerificationError.__init__(self, error.reason, error.message)
+        # HTTPException's __init__ only (AuthError's would hand the message to it as a status).
         HTTPException.__init__(self, 400, error.message, {"Cache-Control": "no-store"})
+        self.reason = error.reason
+        self.message = error.message
 
 
 class WebhookEvent(dict[str, Any]):
