@@ -30,6 +30,7 @@ from ._revocation import RevocationStore
 from ._rules import Rule, RuleMatcher
 from ._verify import KeySet
 from .exceptions import ConfigurationError
+from .ratelimit import RateLimiter
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -320,6 +321,12 @@ class ClerkConfig:
             :class:`~clerk_asgi.backend.RedisRevocationList`, the same object given to
             :class:`~clerk_asgi.backend.ClerkBackend` and the webhook dependency: tokens of a
             listed session are refused (``session-revoked``). None (the default): no check.
+        rate_limit_storage: where the rules' ``rate_limit`` counts live: ``"memory://"`` (the
+            default: this process only) or ``"redis://host:6379/0"`` (every process using
+            that server); or a :class:`~clerk_asgi.ratelimit.RateLimiter` of your own.
+        rate_limit_on_error: with Redis unreachable, ``"allow"`` (default: let requests
+            through, log a warning at most once a minute) or ``"refuse"`` (503
+            ``rate-limit-unavailable``). A ``RateLimiter`` passed in keeps its own.
 
     Raises:
         ConfigurationError: for anything that cannot work, with how to fix it.
@@ -351,6 +358,7 @@ class ClerkConfig:
         "proxy_rule",
         "proxy_url",
         "public_origin",
+        "rate_limiter",
         "revocation_list",
         "route_rules",
         "rules",
@@ -397,6 +405,8 @@ class ClerkConfig:
     on_refusal: RefusalHook | None
     #: Sessions revoked here, refused before their tokens expire; None: no check.
     revocation_list: RevocationStore | None
+    #: Counts the rules' and dependencies' rate limits (memory or Redis).
+    rate_limiter: RateLimiter
     #: Clerk's handshake is on: cookie-carried sessions follow Clerk's cookie flow.
     handshake: bool
     #: The Frontend API proxy (absolute URL or path), if any.
@@ -435,6 +445,8 @@ class ClerkConfig:
         proxy_url: str | None = None,
         api_timeout: float = 5.0,
         revocation_list: RevocationStore | None = None,
+        rate_limit_storage: str | RateLimiter = "memory://",
+        rate_limit_on_error: Literal["allow", "refuse"] = "allow",
     ) -> None:
         set_ = partial(object.__setattr__, self)
         for name, value in (
@@ -473,6 +485,18 @@ class ClerkConfig:
                 f"clerk_asgi.backend (async revoke() and is_revoked()), got {revocation_list!r}."
             )
         set_("revocation_list", revocation_list)
+        if isinstance(rate_limit_storage, RateLimiter):
+            if rate_limit_on_error != "allow":
+                raise ConfigurationError(
+                    "rate_limit_on_error applies to a storage URL: give your RateLimiter its own "
+                    "on_error= instead."
+                )
+            set_("rate_limiter", rate_limit_storage)
+        else:
+            limiter = RateLimiter(
+                rate_limit_storage, on_error=rate_limit_on_error, clock=self.clock
+            )
+            set_("rate_limiter", limiter)
 
         publishable = env(publishable_key, "publishable_key")
         pk = parse_publishable_key(publishable) if publishable else None

@@ -31,6 +31,7 @@ from ._responses import Refusal
 from ._revocation import RETRY_AFTER as REVOCATION_RETRY_AFTER
 from ._rules import Rule
 from .exceptions import AuthError
+from .ratelimit import RateLimitedError
 
 __all__ = ["decide", "refusal_for_error"]
 
@@ -80,7 +81,10 @@ def refusal_for_error(
     error: AuthError, request: Incoming, retry_after: Callable[[], int]
 ) -> Refusal:
     """The refusal for an ``AuthError`` the app raised (``require_auth``, a webhook that cannot
-    be verified, ...): 401, 403, or its own status; a 503 always carries ``Retry-After``."""
+    be verified, ...): 401, 403, or its own status; a 503 always carries ``Retry-After``. A
+    ``rate_limit`` dependency's 429 is its own refusal, rate-limit fields included."""
+    if isinstance(error, RateLimitedError):
+        return error.refusal
     status = error.status_code
     if status == 401:
         return signed_out(request, error.reason)

@@ -9,9 +9,11 @@ One request, start to finish:
 4. the token becomes an :class:`Auth` (verified, or signed out with Clerk's reason code);
 5. the rule decides (:func:`~clerk_asgi._decide.decide`): run the app, or a refusal, written
    by :func:`~clerk_asgi._responses.send_refusal`;
-6. the app runs with a new scope: the Auth under ``"clerk_asgi.auth"`` (and Starlette's
-   ``"user"``/``"auth"``), spoofed identity headers removed, and on API routes exactly one
-   ``x-user-id``. An ``AuthError`` the app raises (``require_auth``) is answered here too.
+6. the rule's ``rate_limit``, if it has one, counts the request (a 429 past it);
+7. the app runs with a new scope: the Auth under ``"clerk_asgi.auth"`` (and Starlette's
+   ``"user"``/``"auth"``), the rate limiter, spoofed identity headers removed, and on API
+   routes exactly one ``x-user-id``. An ``AuthError`` the app raises (``require_auth``,
+   ``rate_limit``) is answered here too.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from ._rules import Rule, RuleMatcher
 from ._verify import TokenVerifier
 from .backend import ClerkBackend
 from .exceptions import AuthError, ConfigurationError
+from .ratelimit import LIMITER_SCOPE_KEY, RateLimiter
 
 __all__ = ["ClerkMiddleware"]
 
@@ -97,6 +100,8 @@ class ClerkMiddleware:
         proxy_url: str | None = None,
         api_timeout: float = 5.0,
         revocation_list: RevocationStore | None = None,
+        rate_limit_storage: str | RateLimiter = "memory://",
+        rate_limit_on_error: Literal["allow", "refuse"] = "allow",
     ) -> None:
         # Every keyword but app and config, as given (the signature above is the contract).
         options = {name: value for name, value in locals().items() if name in _DEFAULTS}
@@ -131,6 +136,7 @@ class ClerkMiddleware:
             else None
         )
         self._rules = RuleMatcher(config.route_rules, config.default)
+        self._limiter = config.rate_limiter
         self._known_routes = self._rules.known  # read in place: most paths repeat
         unchecked = [
             claim
@@ -223,8 +229,9 @@ class ClerkMiddleware:
         send: Send,
         cookies: tuple[str, ...],
     ) -> None:
-        """Run the app with the Auth in its scope; answer an ``AuthError`` it raises. Its
-        response carries ``x-user-id`` on API routes and the handshake's cookies, if any."""
+        """Count the rule's rate limit, if any; run the app with the Auth in its scope; answer
+        an ``AuthError`` it raises. Its response carries ``x-user-id`` on API routes, the
+        handshake's cookies and the rate-limit fields, if any."""
         added: list[tuple[bytes, bytes]] = []
         if cookies:
             added.extend((b"set-cookie", c.encode("latin-1")) for c in cookies)
@@ -232,7 +239,7 @@ class ClerkMiddleware:
         if rule.kind == "api" and auth.user_id is not None:
             identity = (b"x-user-id", auth.user_id.encode("ascii"))  # ASCII: verified
             added.append(identity)
-        scope = {**request.scope, AUTH_SCOPE_KEY: auth}
+        scope = {**request.scope, AUTH_SCOPE_KEY: auth, LIMITER_SCOPE_KEY: self._limiter}
         if "user" not in scope and "auth" not in scope:  # another middleware's wins
             # Made once per Auth (verified Auths are cached): read in place when there.
             scope["user"], scope["auth"] = auth._starlette or auth.starlette_identity()
@@ -240,6 +247,14 @@ class ClerkMiddleware:
             scope["headers"] = [(n, v) for n, v in scope["headers"] if n not in IDENTITY_SPELLINGS]
         if identity is not None:
             scope["headers"] = [*scope["headers"], identity]
+        if rule.rate_limit is not None:  # after the rule's own decision: its refusals are free
+            refusal, fields = await self._limiter.check(rule.rate_limit, scope, auth)
+            if refusal is not None:
+                if cookies:
+                    refusal = replace(refusal, cookies=(*cookies, *refusal.cookies))
+                await send_refusal(request.scope, receive, send, refusal, self.config.on_refusal)
+                return
+            added.extend(fields)
         started = False
         # A complete 500 that opens the response is held back until the app is done: when the
         # app (a FastAPI app this middleware wraps, a mounted sub-app) turned an AuthError into

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from .exceptions import ConfigurationError
+from .ratelimit import RateLimit
 
 __all__ = [
     "API_DOCS",
@@ -154,6 +155,13 @@ class Rule:
 
     Build rules with :meth:`public`, :meth:`protect` and :meth:`api`; the first rule whose
     pattern matches a request's path decides it.
+
+    Each takes ``rate_limit=``: ``"10/10s"`` (10 requests per 10 seconds for each user), a
+    :class:`~clerk_asgi.ratelimit.RateLimit`, or None. It is counted after the rule has let
+    the request in (its own 401/403 cost no quota); past it, 429. See "Rate limits".
+
+    Raises:
+        ConfigurationError: a malformed ``rate_limit`` (the message lists the accepted forms).
     """
 
     kind: Kind
@@ -161,17 +169,24 @@ class Rule:
     role: str | None = None
     permission: str | None = None
     unauthorized_url: str | None = None
+    #: The rule's rate limit (a spec string is parsed at construction), else None.
+    rate_limit: RateLimit | None = None
     #: A role or permission is due (read on every request: computed once, not a property).
     requires_authorization: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         due = self.role is not None or self.permission is not None
         object.__setattr__(self, "requires_authorization", due)
+        if self.rate_limit is not None:
+            object.__setattr__(self, "rate_limit", RateLimit.parse(self.rate_limit))
 
     @classmethod
-    def public(cls, *patterns: Pattern) -> Rule:
-        """Paths anyone may open; the handler still sees who is signed in, if anyone."""
-        return cls("public", patterns)
+    def public(cls, *patterns: Pattern, rate_limit: str | RateLimit | None = None) -> Rule:
+        """Paths anyone may open; the handler still sees who is signed in, if anyone.
+
+        A ``rate_limit`` keyed by user counts signed-out visitors by client address.
+        """
+        return cls("public", patterns, rate_limit=_limit(rate_limit))
 
     @classmethod
     def protect(
@@ -180,6 +195,7 @@ class Rule:
         role: str | None = None,
         permission: str | None = None,
         unauthorized_url: str | None = None,
+        rate_limit: str | RateLimit | None = None,
     ) -> Rule:
         """Pages that need a signed-in user (and, optionally, an org role or permission).
 
@@ -187,14 +203,22 @@ class Rule:
         401; a signed-in user lacking ``role``/``permission`` is sent to ``unauthorized_url``
         (browser navigations) or gets 403.
         """
-        return cls("protect", patterns, role, permission, unauthorized_url)
+        return cls("protect", patterns, role, permission, unauthorized_url, _limit(rate_limit))
 
     @classmethod
     def api(
-        cls, *patterns: Pattern, role: str | None = None, permission: str | None = None
+        cls,
+        *patterns: Pattern,
+        role: str | None = None,
+        permission: str | None = None,
+        rate_limit: str | RateLimit | None = None,
     ) -> Rule:
         """API paths: never redirected, 401/403 JSON, ``x-user-id`` injected when allowed."""
-        return cls("api", patterns, role, permission)
+        return cls("api", patterns, role, permission, rate_limit=_limit(rate_limit))
+
+
+def _limit(spec: str | RateLimit | None) -> RateLimit | None:
+    return None if spec is None else RateLimit.parse(spec)
 
 
 def route_path(scope: Mapping[str, Any]) -> str:
