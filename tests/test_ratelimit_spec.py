@@ -181,6 +181,7 @@ def test_a_malformed_rate_limit_fails_at_start_up(build: Any) -> None:
         ({"storage": "memory"}, "rate_limit_storage must be 'memory://' or a Redis URL"),
         ({"storage": "redis://hôte:6379"}, "rate_limit_storage must be 'memory://' or a Redis"),
         ({"storage": None}, "rate_limit_storage must be 'memory://' or a Redis URL"),
+        ({"storage": "redis://[::1"}, "rate_limit_storage must be 'memory://' or a Redis URL"),
         ({"on_error": "ignore"}, "rate_limit_on_error must be 'allow' or 'refuse', got 'ignore'"),
         ({"timeout": 0}, "Rate limit timeout must be > 0 seconds, got 0"),
         ({"timeout": True}, "Rate limit timeout must be > 0 seconds, got True"),

@@ -42,13 +42,13 @@ class Refusal:
     """What the library answers instead of running the app.
 
     Attributes:
-        status: 401, 403, 503, or 307 for a redirect.
+        status: 401, 403, 429 (a rate limit), 503, or 307 for a redirect.
         reason: the machine-readable reason code (Clerk's where Clerk has one).
         message: a human-readable explanation, safe to show to clients.
         auth_status: ``"signed-in"``, ``"signed-out"`` or ``"handshake"`` (Clerk's
             ``x-clerk-auth-status``).
         location: where a redirect points, else None.
-        retry_after: seconds for ``Retry-After`` (503), else None.
+        retry_after: seconds for ``Retry-After`` (429, 503), else None.
         token_presented: a token came with the request (a 401 then says ``invalid_token``).
         cookies: ``Set-Cookie`` values to send with the answer (Clerk's handshake directives,
             its loop-guard counter); added to a custom ``on_refusal`` response too.

@@ -473,8 +473,10 @@ class RateLimiter:
         self.on_error = on_error
         self.proxies = _Proxies(trusted_proxies)
         self._logged_at: float | None = None
-        self.storage = storage
-        scheme = urlsplit(storage).scheme if isinstance(storage, str) else ""
+        try:
+            scheme = urlsplit(storage).scheme if isinstance(storage, str) else ""
+        except ValueError:  # "redis://[bad"
+            scheme = ""
         store: _Store
         if storage == "memory://":
             store = _MemoryStore(clock or time.time, max_keys)
@@ -488,7 +490,7 @@ class RateLimiter:
         self._store = store
 
     def __repr__(self) -> str:
-        storage = self.storage if self.storage == "memory://" else "redis"
+        storage = "memory://" if isinstance(self._store, _MemoryStore) else "redis"
         return f"RateLimiter({storage!r}, on_error={self.on_error!r})"
 
     async def hit(self, limit: RateLimit, key: str) -> RateLimitResult:
