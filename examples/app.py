@@ -794,6 +794,8 @@ def create_app(*, clock: FakeClock | None = None, key: KeyPair | None = None) ->
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        if app.state.clerk_backend is not None:  # its own HTTP client, in Clerk mode
+            await app.state.clerk_backend.aclose()
         if dev is not None:
             await dev.http.aclose()
 

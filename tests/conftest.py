@@ -15,7 +15,11 @@ from clerk_asgi.testing import FakeClock, JWKSTransport, KeyPair, MockClerk
 
 # The shared helper modules assert too: have pytest rewrite their asserts, as it does for tests.
 pytest.register_assert_rewrite(
-    "tests.helpers", "tests._config_helpers", "tests._middleware_helpers", "tests._verify_helpers"
+    "tests.helpers",
+    "tests._backend_helpers",
+    "tests._config_helpers",
+    "tests._middleware_helpers",
+    "tests._verify_helpers",
 )
 
 from ._redis_helpers import RedisServer  # noqa: E402

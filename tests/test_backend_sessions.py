@@ -19,6 +19,7 @@ from clerk_asgi import ClerkMiddleware, Rule
 from clerk_asgi.backend import (
     BackendAPIError,
     BackendNotFoundError,
+    ClerkBackend,
     RedisRevocationList,
     RevocationList,
     Session,
@@ -797,3 +798,23 @@ async def test_guide_official_sdk_block(fake: FakeClerk, monkeypatch: pytest.Mon
     namespace = run_guide_block(5, fake, monkeypatch)
     assert namespace["sdk"].sdk_configuration.async_client is namespace["http"]
     assert namespace["clerk"]._client is namespace["http"]
+
+
+async def test_aclose_closes_only_the_client_it_made(fake: FakeClerk) -> None:
+    transport = httpx.ASGITransport(fake)
+    theirs = httpx.AsyncClient(transport=transport)
+    async with ClerkBackend(secret_key=fake.secret_key, api_url=fake.api_url, http_client=theirs):
+        pass
+    assert not theirs.is_closed  # the caller's client stays open: it is theirs
+    await theirs.aclose()
+
+    ours = ClerkBackend(secret_key=fake.secret_key, api_url="http://127.0.0.1:9", max_retries=0)
+    await ours.aclose()  # nothing made yet: nothing to close
+    with pytest.raises(BackendAPIError) as caught:
+        await ours.sessions.get("sess_1")  # makes its own client (nothing listens on port 9)
+    assert caught.value.code == "network-error"
+    made = ours._client
+    assert made is not None
+    await ours.aclose()
+    assert made.is_closed
+    assert ours._client is None

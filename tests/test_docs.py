@@ -58,6 +58,8 @@ from clerk_asgi._config import ENV_VARS
 from clerk_asgi._reasons import message_for
 from clerk_asgi.testing import FakeClerk, MockClerk
 
+from .test_webhooks_dependency import WEBHOOK_SECRET, check_webhooks_app
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 ORIGIN = "https://app.example.com"
@@ -456,6 +458,8 @@ EXEC_CHECKS: dict[str, ExecCheck] = {
     "starlette-user": check_starlette_user,
     "on-refusal": check_on_refusal,
     "testing-mint": check_testing_mint,
+    "webhooks-fastapi": check_webhooks_app,
+    "webhooks-starlette": check_webhooks_app,
 }
 
 #: Blocks that are pytest modules (or, with titles, the files of one project): how many tests
@@ -487,6 +491,7 @@ async def test_app_block_behaves_as_documented(
     """A complete program in the docs runs, with keys from the environment, as documented."""
     assert block.marker is not None
     monkeypatch.setenv("CLERK_JWT_KEY", clerk.key.public_pem)
+    monkeypatch.setenv("CLERK_WEBHOOK_SIGNING_SECRET", WEBHOOK_SECRET)
     namespace = run_block(block)
     await EXEC_CHECKS[block.marker](namespace, clerk)
 

@@ -128,7 +128,7 @@ class FrozenDict(dict[str, Any]):
     __slots__ = ()
 
     def _read_only(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise TypeError("Auth claims are read-only")
+        raise TypeError("read-only JSON data (Auth claims, Session.raw)")
 
     __setitem__ = __delitem__ = _read_only
     update = pop = popitem = clear = setdefault = __ior__ = _read_only

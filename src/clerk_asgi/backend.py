@@ -508,6 +508,7 @@ class ClerkBackend:
         self._secret = config.secret_key
         self.api_url = config.api_url
         self._client = config.http_client
+        self._owns_client = config.http_client is None  # ours to close in aclose()
         self._timeout = config.api_timeout
         self._clock = config.clock
         #: The revocation list ``sessions.revoke()`` feeds, or None.
@@ -520,6 +521,19 @@ class ClerkBackend:
 
     def __repr__(self) -> str:
         return f"ClerkBackend(api_url={self.api_url!r})"
+
+    async def aclose(self) -> None:
+        """Close the HTTP client this object made for itself (one passed in stays open: it is
+        yours). Call it at shutdown, in the app's lifespan; ``async with`` does it too."""
+        if self._owns_client and self._client is not None:
+            client, self._client = self._client, None  # a later call makes a new one
+            await client.aclose()
+
+    async def __aenter__(self) -> ClerkBackend:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def handshake_payload(self, nonce: str) -> list[str]:
         """The ``Set-Cookie`` directives Clerk stored for a handshake ``nonce`` (single use).

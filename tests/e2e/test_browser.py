@@ -98,7 +98,7 @@ def test_sign_in_dashboard_admin_api_and_sign_out(page: Page, example_url: str) 
     screenshot(page, "04-api-me")
 
     # 5. Signing out (FakeClerk's DELETE /v1/client) goes home and clears the app's cookies.
-    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign out", exact=True).click()
     page.wait_for_url(f"{base}/")
     expect(page.get_by_text("You are signed out.")).to_be_visible()
     assert app_cookies(page) == {"__client_uat": "0"}

@@ -196,7 +196,7 @@ def test_expired_tokens_renew_through_the_handshake_and_fetch_with_auth(
 
     # 4. Sign out: FakeClerk ends the session, the page clears __session and sets
     #    __client_uat to 0; later page loads are signed out, with no handshake.
-    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign out", exact=True).click()
     page.wait_for_url(f"{base}/")
     expect(page.get_by_text("You are signed out.")).to_be_visible()
     assert cookie(page, "__session") is None

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.hashes import SHA256
 __all__ = [
     "FakeClerk",
     "FakeClock",
+    "FakeWebhook",
     "JWKSTransport",
     "KeyPair",
     "MockClerk",
@@ -337,5 +338,5 @@ class MockClerk:
 
 
 # Last, as FakeClerk is built from the helpers above (KeyPair, mint_session_token, jwks).
-from ._fakeclerk import FakeClerk  # noqa: E402
+from ._fakeclerk import FakeClerk, FakeWebhook  # noqa: E402
 from ._webhooks import make_webhook_secret, sign_webhook  # noqa: E402
