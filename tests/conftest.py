@@ -6,12 +6,17 @@ token-verification tests (see _verify_helpers.py).
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from types import ModuleType
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
-from clerk_asgi.testing import FakeClock, JWKSTransport, KeyPair, MockClerk
+from clerk_asgi.testing import FakeClerk, FakeClock, JWKSTransport, KeyPair, MockClerk
 
 # The shared helper modules assert too: have pytest rewrite their asserts, as it does for tests.
 pytest.register_assert_rewrite(
@@ -118,3 +123,37 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer().start()
     yield server
     server.close()
+
+
+# -- the example app (tests/test_example*.py) ------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture(scope="module")
+def example() -> Iterator[ModuleType]:
+    """examples/app.py imported as a module, with no CLERK_* variable set."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in (*CLERK_ENV, "CLERK_EXAMPLE_FAKE_CLOCK"):
+            mp.delenv(name, raising=False)
+        spec = importlib.util.spec_from_file_location("clerk_asgi_example", EXAMPLES / "app.py")
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        mp.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        yield module
+
+
+@pytest.fixture
+def dev_app(example: ModuleType, key: KeyPair, clock: FakeClock) -> FastAPI:
+    """The app in development mode: FakeClerk signing with the test key, on the fake clock."""
+    app: FastAPI = example.create_app(clock=clock, key=key)
+    return app
+
+
+@pytest.fixture
+def fake(dev_app: FastAPI) -> FakeClerk:
+    """The development app's FakeClerk."""
+    found: FakeClerk = dev_app.state.fake_clerk
+    return found

@@ -10,11 +10,8 @@ retry) runs in tests/e2e; here the requests it makes are made by hand, as it mak
 from __future__ import annotations
 
 import html
-import importlib.util
 import re
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 from urllib.parse import quote
@@ -28,12 +25,10 @@ from starlette.types import Message
 from clerk_asgi import ClerkConfig, ClerkMiddleware, ConfigurationError
 from clerk_asgi.testing import FakeClerk, FakeClock, KeyPair, mint_session_token
 
-from .conftest import CLERK_ENV
 from .helpers import NOW
 
 pytestmark = pytest.mark.anyio
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 ORIGIN = "http://127.0.0.1:8000"
 #: A browser page load, as Chromium sends it.
 NAVIGATION = {"accept": "text/html,application/xhtml+xml", "sec-fetch-dest": "document"}
@@ -49,35 +44,6 @@ LIVE_KEY = "pk_live_Y2xlcmsuZXhhbXBsZS5jb20k"
 SECRET_KEY = "sk_test_abcdefghijklmnopqrstuvwxyz0123456789"
 CLERK_JS = "https://clerk.example.com/npm/@clerk/clerk-js@5/dist/clerk.browser.js"
 SIGN_IN_DASHBOARD = "/sign-in?redirect_url=http%3A%2F%2F127.0.0.1%3A8000%2Fdashboard"
-
-
-@pytest.fixture(scope="module")
-def example() -> Iterator[ModuleType]:
-    """examples/app.py imported as a module, with no CLERK_* variable set."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name in (*CLERK_ENV, "CLERK_EXAMPLE_FAKE_CLOCK", "CLERK_PROXY_URL"):
-            mp.delenv(name, raising=False)
-        spec = importlib.util.spec_from_file_location("clerk_asgi_example", EXAMPLES / "app.py")
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        mp.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-        yield module
-
-
-@pytest.fixture
-def dev_app(example: ModuleType, key: KeyPair, clock: FakeClock) -> FastAPI:
-    """The app in development mode: FakeClerk signing with the test key, on the fake clock."""
-    app: FastAPI = example.create_app(clock=clock, key=key)
-    return app
-
-
-@pytest.fixture
-def fake(dev_app: FastAPI) -> FakeClerk:
-    """The development app's FakeClerk."""
-    found: FakeClerk = dev_app.state.fake_clerk
-    return found
 
 
 @pytest.fixture

@@ -9,11 +9,7 @@ Two httpx clients with their own cookie jars (and User-Agents) stand for two dev
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 from urllib.parse import quote
@@ -28,12 +24,18 @@ from clerk_asgi import ClerkConfig
 from clerk_asgi.backend import ClerkBackend, RevocationList, Session
 from clerk_asgi.testing import FakeClerk, FakeClock, KeyPair, mint_session_token, sign_webhook
 
-from .conftest import CLERK_ENV, NOW
-from .test_example import NAVIGATION, ORIGIN, SAME_ORIGIN, claims_of, middleware, sign_in
+from .conftest import NOW
+from .test_example import (
+    NAVIGATION,
+    ORIGIN,
+    SAME_ORIGIN,
+    claims_of,
+    middleware,
+    sign_in,
+)
 
 pytestmark = pytest.mark.anyio
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CHROME_MAC = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/128.0.6613.84 Safari/537.36"
@@ -56,34 +58,6 @@ LIVE_KEY = "pk_live_Y2xlcmsuZXhhbXBsZS5jb20k"
 SECRET_KEY = "sk_live_abcdefghijklmnopqrstuvwxyz0123456789"
 CLERK_API = "https://api.clerk.com/v1"
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-
-
-@pytest.fixture(scope="module")
-def example() -> Iterator[ModuleType]:
-    """examples/app.py imported as a module, with no CLERK_* variable set."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name in (*CLERK_ENV, "CLERK_EXAMPLE_FAKE_CLOCK", "CLERK_WEBHOOK_SIGNING_SECRET"):
-            mp.delenv(name, raising=False)
-        spec = importlib.util.spec_from_file_location("clerk_asgi_example", EXAMPLES / "app.py")
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        mp.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-        yield module
-
-
-@pytest.fixture
-def dev_app(example: ModuleType, key: KeyPair, clock: FakeClock) -> FastAPI:
-    """The app in development mode: FakeClerk signing with the test key, on the fake clock."""
-    app: FastAPI = example.create_app(clock=clock, key=key)
-    return app
-
-
-@pytest.fixture
-def fake(dev_app: FastAPI) -> FakeClerk:
-    found: FakeClerk = dev_app.state.fake_clerk
-    return found
 
 
 def device(app: FastAPI, user_agent: str = CHROME_MAC) -> httpx.AsyncClient:
