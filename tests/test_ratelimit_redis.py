@@ -139,6 +139,7 @@ async def test_a_stopped_server_lets_requests_through_by_default(
     with caplog.at_level(logging.WARNING, "clerk_asgi.ratelimit"):
         for _ in range(3):
             assert await limiter.check(limit, SCOPE, ALICE) == (None, ())
+        assert await limiter.hit(limit, "user:a") == RateLimitResult(True)
     assert [(r.levelname, r.getMessage()) for r in records(caplog)] == [
         ("WARNING", "Rate-limit storage unreachable (StorageError); policy on_error='allow'.")
     ]

@@ -32,8 +32,8 @@ import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final, Literal, Protocol, TypeAlias
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, NamedTuple, Protocol, TypeAlias
 from urllib.parse import urlsplit
 
 import anyio
@@ -135,6 +135,10 @@ class RateLimit:
     window: int
     name: str = ""
     key: RateLimitKey = "user"
+    # Made once, read per request: the memory bucket's prefix, the fields' constant parts.
+    _bucket: str = field(init=False, repr=False, compare=False)
+    _policy: tuple[bytes, bytes] = field(init=False, repr=False, compare=False)
+    _state: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_int(self.amount, "amount", 1, _MAX_AMOUNT)
@@ -156,6 +160,9 @@ class RateLimit:
                 f"Rate limit key must be 'user', 'org', 'ip' or a callable (connection, auth) "
                 f"-> str | None, got {self.key!r}."
             )
+        object.__setattr__(self, "_bucket", f"{self.name}/{self.amount}/{self.window}/")
+        object.__setattr__(self, "_policy", (b"ratelimit-policy", self.policy.encode()))
+        object.__setattr__(self, "_state", f'"{self.name}";r=')
 
     @classmethod
     def parse(
@@ -191,8 +198,7 @@ class RateLimit:
         return f'"{self.name}";q={self.amount};w={self.window}'
 
 
-@dataclass(frozen=True, slots=True)
-class RateLimitResult:
+class RateLimitResult(NamedTuple):
     """One request counted against a limit.
 
     Attributes:
@@ -243,12 +249,18 @@ class RateLimitUnavailableError(ServiceUnavailableError):
 
 def _fields(limit: RateLimit, remaining: int, reset: int | None) -> tuple[tuple[bytes, bytes], ...]:
     """The ``RateLimit-Policy`` and ``RateLimit`` fields (IETF draft), as ASGI headers."""
-    state = f'"{limit.name}";r={remaining};t={reset}'
-    return (b"ratelimit-policy", limit.policy.encode()), (b"ratelimit", state.encode())
+    state = f"{limit._state}{remaining};t={reset}"
+    return limit._policy, (b"ratelimit", state.encode())
+
+
+#: What a store answers: (allowed, remaining, reset), as :class:`RateLimitResult` (a plain
+#: tuple: counted on every request of a limited route).
+_Count: TypeAlias = tuple[bool, int | None, int | None]
+_ALLOWED: Final[_Count] = (True, None, None)
 
 
 class _Store(Protocol):
-    async def hit(self, limit: RateLimit, key: str) -> RateLimitResult: ...
+    async def hit(self, limit: RateLimit, key: str) -> _Count: ...
 
     async def aclose(self) -> None: ...
 
@@ -269,14 +281,17 @@ class _MemoryStore:
         # key -> [bucket number, count in it, count in the bucket before, window in ms]
         self._keys: dict[str, list[int]] = {}
 
-    async def hit(self, limit: RateLimit, key: str) -> RateLimitResult:
+    async def hit(self, limit: RateLimit, key: str) -> _Count:
         now = round(self._clock() * 1000)
         window = limit.window * 1000
         bucket = now // window
-        key = f"{limit.name}/{limit.amount}/{limit.window}/{key}"
+        key = limit._bucket + key
         keys = self._keys
         entry = keys.pop(key, None)
-        if entry is None or entry[0] < bucket - 1:
+        if entry is None:
+            self._prune(now)
+            current = previous = 0
+        elif entry[0] < bucket - 1:
             current = previous = 0
         elif entry[0] == bucket - 1:
             current, previous = 0, entry[1]
@@ -284,28 +299,31 @@ class _MemoryStore:
             bucket, current, previous = entry[0], entry[1], entry[2]
         elapsed = now % window
         # Upstash's arithmetic, in the same floating point as its Lua.
-        weighted = math.floor((1 - elapsed / window) * previous)
+        weighted = math.floor((1 - elapsed / window) * previous) if previous else 0
         amount = limit.amount
         if weighted + current >= amount:
             wait = _wait(amount, current, previous, elapsed, window)
-            result = RateLimitResult(False, 0, max(1, -(-wait // 1000)))
+            result: _Count = (False, 0, -(-wait // 1000))  # wait >= 1 ms: >= 1 s
         else:
             current += 1
-            left = window - elapsed
-            result = RateLimitResult(True, amount - current - weighted, max(1, -(-left // 1000)))
+            left = window - elapsed  # >= 1 ms
+            result = (True, amount - current - weighted, -(-left // 1000))
         keys[key] = [bucket, current, previous, window]
-        self._prune(now)
         return result
 
     def _prune(self, now: int) -> None:
+        """Before a new key is added: drop up to two whose buckets are over (so they leave as
+        fast as new ones come), then the least recently hit beyond ``max_keys``."""
         keys = self._keys
-        for _ in range(2):  # a little per hit: stale keys leave as fast as new ones come
-            oldest = next(iter(keys))
+        for _ in range(2):
+            oldest = next(iter(keys), None)
+            if oldest is None:
+                return
             entry = keys[oldest]
             if entry[0] >= now // entry[3] - 1:
                 break
             del keys[oldest]
-        while len(keys) > self._max_keys:
+        while len(keys) >= self._max_keys:
             del keys[next(iter(keys))]
 
     async def aclose(self) -> None:
@@ -363,18 +381,18 @@ class _RedisStore:
             self._items[limit.amount, limit.window] = item
         return item
 
-    async def hit(self, limit: RateLimit, key: str) -> RateLimitResult:
+    async def hit(self, limit: RateLimit, key: str) -> _Count:
         item = self._item(limit)
         with anyio.fail_after(self._timeout):
             if await self._limiter.hit(item, limit.name, key):
-                return RateLimitResult(True)
+                return _ALLOWED
         try:
             with anyio.fail_after(self._timeout):
                 stats = await self._limiter.get_window_stats(item, limit.name, key)
             wait = math.ceil(stats.reset_time - time.time())
         except Exception:  # refused all the same; without the stats, a whole window
             wait = limit.window
-        return RateLimitResult(False, 0, max(1, min(wait, limit.window)))
+        return False, 0, max(1, min(wait, limit.window))
 
     async def aclose(self) -> None:
         await self._storage.bridge.get_connection().aclose()
@@ -501,10 +519,9 @@ class RateLimiter:
                 ``"refuse"`` (with ``"allow"``, the request is allowed).
         """
         try:
-            return await self._store.hit(limit, key)
+            return RateLimitResult(*await self._store.hit(limit, key))
         except Exception as error:  # StorageError, OSError, TimeoutError: all "unreachable"
-            self._log(error)
-            if self.on_error == "refuse":
+            if self._unavailable(error):
                 raise RateLimitUnavailableError() from None
             return RateLimitResult(True)
 
@@ -531,21 +548,20 @@ class RateLimiter:
         if key is None:
             return None, ()
         try:
-            result = await self.hit(limit, key)
-        except RateLimitUnavailableError:
-            return Refusal(
-                503, RATE_LIMIT_UNAVAILABLE, _status(auth), retry_after=_UNAVAILABLE_RETRY_AFTER
-            ), ()
+            allowed, remaining, reset = await self._store.hit(limit, key)
+        except Exception as error:  # as in hit(), without its extra await per request
+            if self._unavailable(error):
+                refusal = Refusal(
+                    503, RATE_LIMIT_UNAVAILABLE, _status(auth), retry_after=_UNAVAILABLE_RETRY_AFTER
+                )
+                return refusal, ()
+            return None, ()
         # The fields when the storage told the remaining quota (memory; Redis when refusing).
-        headers = () if result.remaining is None else _fields(limit, result.remaining, result.reset)
-        if result.allowed:
+        headers = () if remaining is None else _fields(limit, remaining, reset)
+        if allowed:
             return None, headers
         refusal = RateLimitRefusal(
-            429,
-            RATE_LIMITED,
-            _status(auth),
-            retry_after=result.reset,
-            rate_limit_headers=headers,
+            429, RATE_LIMITED, _status(auth), retry_after=reset, rate_limit_headers=headers
         )
         return refusal, ()
 
@@ -553,7 +569,8 @@ class RateLimiter:
         """Close the Redis connections (memory storage: forget every count)."""
         await self._store.aclose()
 
-    def _log(self, error: Exception) -> None:
+    def _unavailable(self, error: Exception) -> bool:
+        """Log the storage failure (at most once per interval): whether to refuse."""
         now = time.monotonic()
         if self._logged_at is None or now - self._logged_at >= _LOG_INTERVAL:
             self._logged_at = now
@@ -562,6 +579,7 @@ class RateLimiter:
                 type(error).__name__,
                 self.on_error,
             )
+        return self.on_error == "refuse"
 
 
 def _check_max_keys(value: object) -> None:
