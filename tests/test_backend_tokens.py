@@ -151,12 +151,24 @@ async def test_unknown_template_and_ended_session_are_not_found(fake: FakeClerk)
     assert ended.value.message == "No active session was found"
 
 
-async def test_a_lifetime_clerk_refuses(fake: FakeClerk) -> None:
-    """A lifetime under 30 s is Clerk's 422, as BackendAPIError."""
+@pytest.mark.parametrize("value", [29, 0, -1, 315_360_001])
+async def test_a_lifetime_clerk_refuses_is_refused_before_any_request(value: int) -> None:
+    """Clerk takes 30 s to 10 years: anything else is a ValueError, and nothing is sent."""
+    script = Script()
+    with pytest.raises(ValueError, match="expires_in must be") as raised:
+        await backend(script).sessions.token("sess_1", expires_in=value)
+    assert str(raised.value) == (
+        f"expires_in must be 30 to 315,360,000 seconds (Clerk's bounds), got {value}"
+    )
+    assert script.requests == []
+
+
+@pytest.mark.parametrize("value", [30, 315_360_000])
+async def test_the_bounds_themselves_are_sent(fake: FakeClerk, value: int) -> None:
     session_id = fake.sign_in(fake.add_user()).session_id
-    with pytest.raises(BackendAPIError) as raised:
-        await on_fake(fake).sessions.token(session_id, expires_in=5)
-    assert (raised.value.status, raised.value.code) == (422, "form_param_value_invalid")
+    token = await on_fake(fake).sessions.token(session_id, expires_in=value)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == value
 
 
 @pytest.mark.parametrize("value", [1.5, "60", True])
@@ -235,6 +247,20 @@ def test_a_signed_out_auth_is_refused(template: str | None) -> None:
         "session-token-missing",
         "Sign in to continue.",
     )
+
+
+async def test_a_template_token_needs_only_the_session(fake: FakeClerk) -> None:
+    """An Auth without the raw token (built from claims, as in a dependency override) can
+    still have template tokens minted for its session; its own token cannot be sent."""
+    session_id = fake.sign_in(fake.add_user()).session_id
+    auth = Auth.from_claims({"sub": "user_1", "sid": session_id, "exp": fake._now() + 60})
+    assert auth.token is None
+    flow = on_fake(fake).token_auth(auth, template="supabase")
+    request = httpx.Request("GET", "https://api.example.com/rows")
+    sent = await flow.async_auth_flow(request).__anext__()
+    assert sent.headers["authorization"].startswith("Bearer ey")
+    with pytest.raises(SignedOutError):
+        on_fake(fake).token_auth(auth)
 
 
 def test_a_template_name_is_checked_at_once(fake: FakeClerk) -> None:

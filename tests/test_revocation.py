@@ -175,7 +175,8 @@ async def test_redis_down_reads_as_not_revoked_by_default_and_logs_once(
             assert await listed.is_revoked("sess_1") is False
             assert await revocation_reason(listed, "sess_1") is None
         assert [r.getMessage() for r in caplog.records] == [
-            "Redis revocation list unreachable (ConnectionError); policy on_error='allow'."
+            "Redis revocation list unreachable (ConnectionError): checks follow on_error='allow', "
+            "revocations fail."
         ]
         # Writes fail loudly whatever the policy: a revocation must not be lost silently.
         with pytest.raises(RevocationListUnavailableError):

@@ -258,7 +258,8 @@ class RedisRevocationList:
         if self._logged_at is None or now - self._logged_at >= LOG_INTERVAL:
             self._logged_at = now
             logger.warning(
-                "Redis revocation list unreachable (%s); policy on_error=%r.",
+                "Redis revocation list unreachable (%s): checks follow on_error=%r, "
+                "revocations fail.",
                 type(error).__name__,
                 self.on_error,
             )

@@ -48,7 +48,12 @@ import jwt
 from ._auth import Auth, _freeze
 from ._config import ClerkConfig, env
 from ._reasons import SESSION_TOKEN_MISSING, message_for
-from ._revocation import RedisRevocationList, RevocationList, RevocationStore
+from ._revocation import (
+    RedisRevocationList,
+    RevocationList,
+    RevocationListUnavailableError,
+    RevocationStore,
+)
 from .exceptions import ClerkError, ConfigurationError, SignedOutError
 
 __all__ = [
@@ -61,6 +66,7 @@ __all__ = [
     "ClerkBackend",
     "RedisRevocationList",
     "RevocationList",
+    "RevocationListUnavailableError",
     "Session",
     "SessionTokenAuth",
     "Sessions",
@@ -71,6 +77,9 @@ _logger = logging.getLogger(__name__)
 #: The Backend API version this client speaks (``Clerk-API-Version``), as ``@clerk/backend``.
 API_VERSION: Final = "2026-05-12"
 #: Bodies larger than this are refused (a page of 100 sessions is about 70 KB).
+#: Clerk's bounds of a token's ``expires_in_seconds``.
+_MIN_EXPIRES_IN: Final = 30
+_MAX_EXPIRES_IN: Final = 315_360_000
 _MAX_BODY: Final = 256 * 1024
 #: Retries of an idempotent call, by default.
 _DEFAULT_MAX_RETRIES: Final = 2
@@ -429,6 +438,11 @@ class Sessions:
         if expires_in is not None:
             if isinstance(expires_in, bool) or not isinstance(expires_in, int):
                 raise TypeError(f"expires_in must be an int, got {type(expires_in).__name__}")
+            if not _MIN_EXPIRES_IN <= expires_in <= _MAX_EXPIRES_IN:  # Clerk's own bounds
+                raise ValueError(
+                    f"expires_in must be {_MIN_EXPIRES_IN} to {_MAX_EXPIRES_IN:,} seconds "
+                    f"(Clerk's bounds), got {expires_in}"
+                )
             body = {"expires_in_seconds": expires_in}
         answer = await self._backend._request("POST", path, body=body, retry=False)
         token = answer.get("jwt") if isinstance(answer, dict) else None
@@ -740,7 +754,8 @@ class SessionTokenAuth(httpx.Auth):
     """
 
     def __init__(self, backend: ClerkBackend, auth: Auth, *, template: str | None = None) -> None:
-        if not auth.is_signed_in or not auth.session_id or not auth.token:
+        # A template token needs only the session; the request's own token needs the token.
+        if not auth.is_signed_in or not auth.session_id or (template is None and not auth.token):
             raise SignedOutError(SESSION_TOKEN_MISSING, message_for(SESSION_TOKEN_MISSING))
         if template is not None:
             _segment(template, "template")
