@@ -25,6 +25,12 @@ and ends them: one device, or all of them. One ``RevocationList`` is shared by t
 ``ClerkBackend`` and the webhook endpoint ``/api/webhooks/clerk`` (Clerk's ``session.*``
 events, verified with ``CLERK_WEBHOOK_SIGNING_SECRET``; FakeClerk sends them in development),
 so a revoked session's tokens are refused at once, not up to a minute later.
+
+The API rule limits each signed-in user to 10 requests per 10 seconds (``rate_limit="10/10s"``,
+the Next.js seed's ``Ratelimit.slidingWindow(10, "10 s")``): the 11th gets a 429 with
+``Retry-After``. The counts live in memory (one process; on the fake clock in development); in
+Clerk mode ``CLERK_EXAMPLE_RATE_LIMIT_STORAGE=redis://host:6379/0`` keeps them in Redis. The
+dashboard shows what is left and fires a burst of 12 requests.
 """
 
 from __future__ import annotations
@@ -59,12 +65,16 @@ from clerk_asgi.backend import (
     Session,
 )
 from clerk_asgi.fastapi import CurrentAuth
+from clerk_asgi.ratelimit import RateLimit
 from clerk_asgi.testing import FakeClerk, FakeClock, KeyPair
 from clerk_asgi.webhooks import WebhookEvent, verified_webhook
 
 __all__ = [
+    "API_RATE_LIMIT",
+    "BURST",
     "DEMO_USERS",
     "KEY_VARIABLES",
+    "RATE_LIMIT_STORAGE_VARIABLE",
     "RULES",
     "WEBHOOK_PATH",
     "DemoUser",
@@ -94,6 +104,14 @@ FAKE_CLOCK_VARIABLE: Final = "CLERK_EXAMPLE_FAKE_CLOCK"
 WEBHOOK_SECRET_VARIABLE: Final = "CLERK_WEBHOOK_SIGNING_SECRET"
 #: Where Clerk's webhooks arrive (public, under the quickstart's ``/api/webhooks(.*)``).
 WEBHOOK_PATH: Final = "/api/webhooks/clerk"
+#: Clerk mode: where the API's rate-limit counts live (default ``memory://``, this process);
+#: ``redis://host:6379/0`` shares them between workers. Development mode always counts in
+#: memory, on its clock.
+RATE_LIMIT_STORAGE_VARIABLE: Final = "CLERK_EXAMPLE_RATE_LIMIT_STORAGE"
+#: Each signed-in user's budget on the API: the seed's ``Ratelimit.slidingWindow(10, "10 s")``.
+API_RATE_LIMIT: Final = "10/10s"
+#: How many requests the dashboard's "Fire" button sends, one after the other.
+BURST: Final = 12
 
 #: The route table of Clerk's Next.js quickstart; paths no rule matches require sign-in.
 RULES: Final = (
@@ -101,7 +119,7 @@ RULES: Final = (
         "/", "/sign-in/:path*", "/sign-up/:path*", "/api/webhooks/:path*", "/api/public/:path*"
     ),
     Rule.protect("/admin/:path*", role="org:admin", unauthorized_url="/unauthorized"),
-    Rule.api("/api/:path*"),
+    Rule.api("/api/:path*", rate_limit=API_RATE_LIMIT),
 )
 SIGN_IN_URL: Final = "/sign-in"
 CLERK_JS: Final = "https://{host}/npm/@clerk/clerk-js@5/dist/clerk.browser.js"
@@ -511,6 +529,65 @@ if (callApi) {
     const body = await response.json();
     lines.push(`HTTP ${response.status}\\nx-user-id: ${response.headers.get("x-user-id")}`);
     out.textContent = lines.join("\\n") + "\\n\\n" + JSON.stringify(body, null, 2);
+    showQuota(response);
+  });
+}
+// The API's rate limit, as the middleware reports it in the IETF draft's fields:
+// RateLimit-Policy: "10/10s";q=10;w=10 and RateLimit: "10/10s";r=9;t=10 (r left, t seconds).
+function rateLimitParams(value) {
+  const params = {};
+  const quoted = (value || "").match(/^\\s*"[^"]*"(.*)$/);
+  for (const part of (quoted ? quoted[1] : "").split(";")) {
+    const [name, number] = part.split("=").map((text) => text.trim());
+    if (name && /^\\d+$/.test(number || "")) { params[name] = Number(number); }
+  }
+  return params;
+}
+function showQuota(response) {
+  const remaining = document.getElementById("quota-remaining");
+  if (!remaining) { return; }
+  const field = response.headers.get("ratelimit");
+  const state = rateLimitParams(field);
+  const policy = rateLimitParams(response.headers.get("ratelimit-policy"));
+  const detail = document.getElementById("quota-detail");
+  if (state.r === undefined) {
+    remaining.textContent = "?";
+    detail.textContent = response.status === 401
+      ? "(HTTP 401: refused before the limit, not counted)"
+      : `(HTTP ${response.status} without a RateLimit field: Redis storage sends it on 429s only)`;
+    return;
+  }
+  remaining.textContent = String(state.r);
+  if (policy.q !== undefined) {
+    document.getElementById("quota-limit").textContent = String(policy.q);
+  }
+  detail.textContent = `(RateLimit: ${field})`;
+}
+const quota = document.getElementById("rate-limit");
+if (quota) {
+  fetchWithAuth("/api/me").then(showQuota);
+  const fire = document.getElementById("fire-burst");
+  fire.addEventListener("click", async () => {
+    const out = document.getElementById("burst-result");
+    fire.disabled = true;
+    out.textContent = "Firing…";
+    const counts = new Map();
+    let retryAfter = null;
+    let last = null;
+    for (let i = 0; i < Number(fire.dataset.count); i += 1) {
+      last = await fetchWithAuth("/api/me");
+      counts.set(last.status, (counts.get(last.status) || 0) + 1);
+      if (last.status === 429 && retryAfter === null) {
+        retryAfter = last.headers.get("retry-after");
+      }
+    }
+    showQuota(last);
+    out.dataset.ok = String(counts.get(200) || 0);
+    out.dataset.limited = String(counts.get(429) || 0);
+    const tally = [...counts].map(([status, count]) => `${count} got HTTP ${status}`);
+    const wait = retryAfter === null ? "" : `; the first 429 said Retry-After: ${retryAfter} s`;
+    out.textContent = `${fire.dataset.count} requests: ${tally.join(", ")}${wait}`;
+    fire.disabled = false;
   });
 }
 """ % ("[" + ", ".join(f'"{reason}"' for reason in REFRESH_REASONS) + "]")
@@ -762,11 +839,33 @@ def _rule_table() -> str:
             "public: the page runs, signed in or not",
         ),
         ("/admin/:path*", "sign-in and the org:admin role; other users go to /unauthorized"),
-        ("/api/:path*", "API: 401/403 JSON instead of redirects; x-user-id header when signed in"),
+        (
+            "/api/:path*",
+            "API: 401/403 JSON instead of redirects; x-user-id header when signed in; "
+            f"{API_RATE_LIMIT} per user (429 past it)",
+        ),
         ("everything else", "sign-in required: browsers are sent to /sign-in and back"),
     ]
     body = "".join(f"<tr><td><code>{e(p)}</code></td><td>{e(d)}</td></tr>" for p, d in rows)
     return f"<table><tr><th>paths</th><th>rule</th></tr>{body}</table>"
+
+
+def _rate_limit_card() -> str:
+    """The dashboard's rate-limit card: what is left (filled in by the page script from its
+    own API call) and the "Fire" button."""
+    limit = RateLimit.parse(API_RATE_LIMIT)
+    return f"""<div class="card" id="rate-limit"><h2>Rate limit</h2>
+<p class="muted">The <code>/api/:path*</code> rule allows each user {limit.amount} requests per
+{limit.window} seconds (<code>rate_limit="{e(API_RATE_LIMIT)}"</code>, Upstash's sliding
+window); past that the answer is <code>429</code> with <code>Retry-After</code>. This page's own
+<code>fetchWithAuth("/api/me")</code> reads what is left from the <code>RateLimit</code> header
+(<code>r</code> requests left, <code>t</code> seconds until the current window ends). A refused
+sign-in (401) costs nothing.</p>
+<p id="quota">Remaining: <strong id="quota-remaining">…</strong> of
+<span id="quota-limit">{limit.amount}</span> <span class="muted" id="quota-detail"></span></p>
+<p class="actions"><button class="secondary" id="fire-burst" type="button"
+data-count="{BURST}">Fire {BURST} requests</button></p>
+<p id="burst-result" aria-live="polite"></p></div>"""
 
 
 # --- the app ----------------------------------------------------------------------------------
@@ -796,6 +895,7 @@ def create_app(*, clock: FakeClock | None = None, key: KeyPair | None = None) ->
         yield
         if app.state.clerk_backend is not None:  # its own HTTP client, in Clerk mode
             await app.state.clerk_backend.aclose()
+        await app.state.rate_limiter.aclose()  # Redis storage: its connections
         if dev is not None:
             await dev.http.aclose()
 
@@ -817,6 +917,12 @@ def create_app(*, clock: FakeClock | None = None, key: KeyPair | None = None) ->
         # server's own.
         authorized_parties=None,
         revocation_list=revocations,
+        # The API rule's 10/10s: counted in this process's memory (on the fake clock when
+        # there is one); in Clerk mode CLERK_EXAMPLE_RATE_LIMIT_STORAGE may name a Redis URL,
+        # which every worker shares (memory gives each worker its own budget).
+        rate_limit_storage=(
+            "memory://" if dev else os.environ.get(RATE_LIMIT_STORAGE_VARIABLE) or "memory://"
+        ),
         # Dev mode: FakeClerk's keys, its Backend API in process, the /__clerk proxy and the
         # handshake. Clerk mode: nothing here, so the config takes CLERK_PUBLISHABLE_KEY & co.
         # from the environment (the handshake is on with a publishable and a secret key).
@@ -828,6 +934,7 @@ def create_app(*, clock: FakeClock | None = None, key: KeyPair | None = None) ->
     backend = ClerkBackend(clerk) if clerk.secret_key else None
     webhook_secret = dev.fake.webhook_secret if dev else os.environ.get(WEBHOOK_SECRET_VARIABLE)
     app.state.revocation_list = revocations
+    app.state.rate_limiter = clerk.rate_limiter
     app.state.clerk_backend = backend
     if dev is not None:  # added last, so it runs first: the proxy answers before auth
         app.add_middleware(DevelopmentFront, dev=dev)
@@ -896,7 +1003,8 @@ quickstart. Every request's session token is verified; the first matching rule d
 cookie; the middleware adds <code>x-user-id</code>. When the token has expired (a 401 saying
 so), it gets a fresh one, updates the <code>__session</code> cookie and retries once.</p>
 <button class="secondary" id="call-api" type="button">Call /api/me</button>
-<pre id="api-result" aria-live="polite"></pre></div>"""
+<pre id="api-result" aria-live="polite"></pre></div>
+{_rate_limit_card()}"""
         return site.page("Dashboard", content, auth)
 
     @app.get("/admin", response_class=HTMLResponse)
