@@ -32,6 +32,8 @@ PACKAGES = (
     "fastapi-clerk-auth",
     "clerk-backend-api",
     "pyinstrument",
+    "limits",
+    "redis",
 )
 
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})

@@ -17,9 +17,13 @@ are medians over repeats. Every app variant answers one checked request before t
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import gc
+import shutil
+import socket
 import statistics
+import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -375,6 +379,50 @@ def rsa_in_app_variant(header: tokens.Header, feed: TokenFeed) -> Variant:
     )
 
 
+class LocalRedis:
+    """A ``redis-server`` on a free loopback port for the Redis rate-limit variant, started by
+    the variant's check (so listing variants starts nothing) and stopped when the process
+    exits."""
+
+    INSTALL = "apt-get install redis-server"
+
+    def __init__(self) -> None:
+        self.binary = shutil.which("redis-server")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port: int = probe.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        if self._process is not None:
+            return
+        assert self.binary is not None
+        command = [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", ""]
+        command += ["--appendonly", "no"]
+        self._process = subprocess.Popen(  # noqa: S603 - a fixed argument list, no shell
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        atexit.register(self._process.terminate)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"redis-server did not answer on port {self.port}")
+
+    def started_before(self, check: Callable[[], Awaitable[str]]) -> Callable[[], Awaitable[str]]:
+        async def started() -> str:
+            self.start()
+            return await check()
+
+        return started
+
+
 @dataclass
 class Bench:
     header: tokens.Header
@@ -396,11 +444,18 @@ def build(header: tokens.Header, pool: list[str], *, only: str | None = None) ->
     out: list[Variant] = []
     api, public = apps.API_PATH, apps.PUBLIC_PATH
 
+    redis = LocalRedis()
+
     def app_for(kind: str) -> FastAPI:
         if kind == "base":
             return apps.build_app()
         if kind == "ours":
             return apps.with_clerk_asgi(header)
+        if kind == "ours-rl-memory":
+            return apps.with_clerk_asgi(header, rules=apps.LIMITED_RULES)
+        if kind == "ours-rl-redis":
+            options = {"rules": apps.LIMITED_RULES, "rate_limit_storage": redis.url}
+            return apps.with_clerk_asgi(header, **options)
         if kind == "fca":
             return peers.with_fastapi_clerk_auth(server.url)
         return peers.with_clerk_backend_api(header)
@@ -477,6 +532,28 @@ def build(header: tokens.Header, pool: list[str], *, only: str | None = None) ->
             "clerk-asgi, API route, bad signature (known kid) -> 401",
         ),
         (
+            "ours-limited-memory",
+            "ours-rl-memory",
+            api,
+            "repeat",
+            200,
+            user,
+            "baseline",
+            None,
+            "clerk-asgi, API route with a per-user rate limit (memory), repeated token",
+        ),
+        (
+            "ours-limited-redis",
+            "ours-rl-redis",
+            api,
+            "repeat",
+            200,
+            user,
+            "baseline",
+            None,
+            "clerk-asgi, API route with a per-user rate limit (Redis on loopback), repeated token",
+        ),
+        (
             "fca-repeat",
             "fca",
             api,
@@ -538,6 +615,9 @@ def build(header: tokens.Header, pool: list[str], *, only: str | None = None) ->
             full = name if mode == "asgi" else f"{name} (httpx)"
             if only is not None and full != only:
                 continue
+            if kind == "ours-rl-redis" and redis.binary is None:
+                log(f"skipping {full}: no redis-server ({LocalRedis.INSTALL})")
+                continue
             app = app_for(kind)
             token: str | TokenFeed
             if which == "repeat":
@@ -552,6 +632,8 @@ def build(header: tokens.Header, pool: list[str], *, only: str | None = None) ->
             if mode == "asgi":
                 prepare = asgi_variant(app, path, token)
                 check = asgi_check(app, path, token, status, uid)
+                if kind == "ours-rl-redis":
+                    check = redis.started_before(check)
             else:
                 client = httpx.AsyncClient(
                     transport=httpx.ASGITransport(app), base_url=tokens.ORIGIN
