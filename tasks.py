@@ -81,6 +81,8 @@ def main(argv: list[str]) -> int:
             str(BIN / "python"),
             "-m",
             "pytest",
+            "-n",
+            "auto",
             "--cov",
             "--cov-branch",
             "--cov-report=term-missing",

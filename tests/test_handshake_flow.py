@@ -39,6 +39,7 @@ from ._handshake_helpers import (
     unauthorized,
     websocket,
 )
+from .helpers import IGNORED_SCHEME
 
 pytestmark = pytest.mark.anyio
 
@@ -423,6 +424,21 @@ async def test_ignored_authorization_scheme_uses_the_cookie_flow(
         "__clerk_hs_reason",
         "client-uat-but-no-session-token",
     )
+
+
+async def test_an_ignored_authorization_scheme_alone_says_why_in_its_401(
+    key: KeyPair, clock: FakeClock
+) -> None:
+    """No cookies and only a header Clerk ignores: the 401 keeps the cookie flow's reason
+    and says that the header was ignored, as it does with the handshake off."""
+    fake = make_fake(key, clock)
+    headers = {**FETCH, "authorization": "bearer lower-case-scheme"}
+    response = await request(site(fake, clock), "/api/me", headers=headers)
+    reason = "session-token-and-uat-missing"
+    assert answer(response) == {
+        **unauthorized(reason),
+        "body": {"error": "unauthorized", "reason": reason, "message": IGNORED_SCHEME},
+    }
 
 
 async def test_a_token_refused_before_is_still_checked_for_staleness(

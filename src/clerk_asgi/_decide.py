@@ -23,6 +23,7 @@ from ._reasons import (
     AUTHORIZATION_FAILED,
     JWK_REMOTE_FAILED_TO_LOAD,
     REVOCATION_LIST_UNAVAILABLE,
+    SESSION_TOKEN_AND_UAT_MISSING,
     SESSION_TOKEN_MISSING,
     message_for,
 )
@@ -98,9 +99,14 @@ def refusal_for_error(
 def signed_out(request: Incoming, reason: str) -> Refusal:
     """A 401 for ``reason``, saying why when an ``Authorization`` header was ignored."""
     message = message_for(reason)
-    if reason == SESSION_TOKEN_MISSING and request.authorization_ignored:
+    # Nothing to go on but a header Clerk ignores (with the handshake on, the cookie flow's
+    # "no cookies" code): say so.
+    if request.authorization_ignored and reason in _NOTHING_SENT:
         message = IGNORED_SCHEME_MESSAGE
     return Refusal(401, reason, token_presented=request.token is not None, message=message)
+
+
+_NOTHING_SENT = frozenset({SESSION_TOKEN_MISSING, SESSION_TOKEN_AND_UAT_MISSING})
 
 
 def under_root(request: Incoming, url: str) -> str:
