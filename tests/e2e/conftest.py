@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Error, Page, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -149,3 +149,25 @@ def handshakes(base: str) -> list[dict[str, Any]]:
     assert r.status_code == 200, r.text
     found: list[dict[str, Any]] = r.json()["handshakes"]
     return found
+
+
+def failed_load(status: int, phrase: str) -> str:
+    """Chromium's console note on a resource answered with an error status."""
+    return f"Failed to load resource: the server responded with a status of {status} ({phrase})"
+
+
+def watch_for_problems(page: Page, *expected: tuple[str, str]) -> list[str]:
+    """Console errors and page errors seen from now on, except the ``(message, url)`` pairs
+    expected (Chromium notes every 401/403/429 a page receives, even one it handles)."""
+    problems: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error" and (message.text, message.location["url"]) not in expected:
+            problems.append(message.text)
+
+    def on_page_error(error: Error) -> None:
+        problems.append(str(error))
+
+    page.on("console", on_console)
+    page.on("pageerror", on_page_error)
+    return problems

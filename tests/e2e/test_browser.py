@@ -10,14 +10,14 @@ import re
 from typing import Any
 
 import pytest
-from playwright.sync_api import ConsoleMessage, Error, Page, expect
+from playwright.sync_api import Page, expect
 
-from .conftest import screenshot
+from .conftest import failed_load, screenshot, watch_for_problems
 
 pytestmark = pytest.mark.e2e
 
 BANNER = "FakeClerk, not Clerk: anyone who can reach this server can sign in as a demo user"
-FORBIDDEN = "Failed to load resource: the server responded with a status of 403 (Forbidden)"
+FORBIDDEN = failed_load(403, "Forbidden")
 SESSION_ID = re.compile(r"^sess_[A-Za-z0-9]{27}$")
 
 #: Runs in the page: the same-origin fetch a front end would make, cookie included.
@@ -42,19 +42,7 @@ def app_cookies(page: Page) -> dict[str, str]:
 def test_sign_in_dashboard_admin_api_and_sign_out(page: Page, example_url: str) -> None:
     """The member is kept out of /admin, the API knows who calls, sign-out ends it all."""
     base = example_url
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        # Chromium reports the 403 page /unauthorized itself as a failed resource: expected.
-        expected = message.text == FORBIDDEN and message.location["url"] == f"{base}/unauthorized"
-        if message.type == "error" and not expected:
-            problems.append(message.text)
-
-    def on_page_error(error: Error) -> None:
-        problems.append(str(error))
-
-    page.on("console", on_console)
-    page.on("pageerror", on_page_error)
+    problems = watch_for_problems(page, (FORBIDDEN, f"{base}/unauthorized"))
 
     # 1. A signed-out visit to /dashboard lands on the sign-in page, which knows the way back.
     page.goto(f"{base}/dashboard")

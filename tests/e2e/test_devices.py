@@ -17,15 +17,15 @@ from urllib.parse import quote
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from .conftest import STEP_TIMEOUT_MS, advance_clock, screenshot
+from .conftest import STEP_TIMEOUT_MS, advance_clock, screenshot, watch_for_problems
 from .test_sessions import (
+    API_401,
     Hop,
     Traffic,
     claims,
     cookie,
     quota_loaded,
     sign_in_as,
-    watch_for_problems,
 )
 
 pytestmark = pytest.mark.e2e
@@ -85,8 +85,8 @@ def test_one_device_revokes_the_other_then_signs_out_everywhere(
     401 session-revoked, its next page load signed out; then "Sign out of all devices"
     signs the laptop out as well."""
     base = example_url
-    laptop_problems = watch_for_problems(laptop, base)
-    phone_problems = watch_for_problems(phone, base)
+    laptop_problems = watch_for_problems(laptop, (API_401, f"{base}/api/me"))
+    phone_problems = watch_for_problems(phone, (API_401, f"{base}/api/me"))
     # Mia's API budget (10 per 10 s) may be spent by earlier tests on this server, and this
     # one makes six more counted calls as her: two windows on, it is whole again.
     advance_clock(base, 20)

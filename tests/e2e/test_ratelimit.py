@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from playwright.sync_api import ConsoleMessage, Error, Page, expect
+from playwright.sync_api import Page, expect
 
-from .conftest import screenshot
+from .conftest import failed_load, screenshot, watch_for_problems
 from .test_sessions import Hop, Traffic, sign_in_as
 
 pytestmark = pytest.mark.e2e
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 #: Two windows of 10 seconds: the previous one no longer weighs either.
 TWO_WINDOWS = 20
 WINDOW = 10
-TOO_MANY = "Failed to load resource: the server responded with a status of 429 (Too Many Requests)"
+TOO_MANY = failed_load(429, "Too Many Requests")
 
 
 def move_clock(base: str, seconds: int) -> int:
@@ -33,29 +33,12 @@ def move_clock(base: str, seconds: int) -> int:
     return int(now)
 
 
-def watch_for_problems(page: Page, base: str) -> list[str]:
-    """Console errors and page errors, except Chromium's note on each 429 of /api/me."""
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        expected = message.text == TOO_MANY and message.location["url"] == f"{base}/api/me"
-        if message.type == "error" and not expected:
-            problems.append(message.text)
-
-    def on_page_error(error: Error) -> None:
-        problems.append(str(error))
-
-    page.on("console", on_console)
-    page.on("pageerror", on_page_error)
-    return problems
-
-
 def test_twelve_requests_ten_pass_two_are_rate_limited(page: Page, example_url: str) -> None:
     """The dashboard reads what is left from its own call's RateLimit field; "Fire 12
     requests" gets ten 200s and two 429s, with the first 429's Retry-After; after that wait
     one more request passes."""
     base = example_url
-    problems = watch_for_problems(page, base)
+    problems = watch_for_problems(page, (TOO_MANY, f"{base}/api/me"))
     move_clock(base, TWO_WINDOWS)  # whatever other tests spent: a whole budget
 
     # 1. Sign in: the dashboard's own fetchWithAuth("/api/me") used one request of ten.

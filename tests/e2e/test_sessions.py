@@ -15,16 +15,23 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
-from playwright.sync_api import ConsoleMessage, Error, Page, Response, expect
+from playwright.sync_api import Page, Response, expect
 
-from .conftest import advance_clock, handshakes, screenshot, set_fakeclerk_failing
+from .conftest import (
+    advance_clock,
+    failed_load,
+    handshakes,
+    screenshot,
+    set_fakeclerk_failing,
+    watch_for_problems,
+)
 
 pytestmark = pytest.mark.e2e
 
 #: Past the token's 60 seconds and the middleware's 5-second clock skew.
 TWO_MINUTES = 120
 EXPIRED = "session-token-expired-refresh-non-eligible-no-refresh-cookie"
-API_401 = "Failed to load resource: the server responded with a status of 401 (Unauthorized)"
+API_401 = failed_load(401, "Unauthorized")
 
 
 @dataclass(frozen=True)
@@ -68,23 +75,6 @@ class Traffic:
     def since(self, mark: int) -> list[Hop]:
         """The responses after ``mark``."""
         return self.hops[mark:]
-
-
-def watch_for_problems(page: Page, base: str) -> list[str]:
-    """Console errors and page errors, except Chromium's note on the expected 401 of /api/me."""
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        expected = message.text == API_401 and message.location["url"] == f"{base}/api/me"
-        if message.type == "error" and not expected:
-            problems.append(message.text)
-
-    def on_page_error(error: Error) -> None:
-        problems.append(str(error))
-
-    page.on("console", on_console)
-    page.on("pageerror", on_page_error)
-    return problems
 
 
 def cookie(page: Page, name: str) -> str | None:
@@ -131,7 +121,7 @@ def test_expired_tokens_renew_through_the_handshake_and_fetch_with_auth(
 ) -> None:
     """Back after two minutes: signed in (handshake); a late fetch retries once; sign-out holds."""
     base = example_url
-    problems = watch_for_problems(page, base)
+    problems = watch_for_problems(page, (API_401, f"{base}/api/me"))
 
     # 1. Sign in: a 60-second token.
     token = sign_in_as(page, base, "Mia Member")
@@ -147,7 +137,7 @@ def test_expired_tokens_renew_through_the_handshake_and_fetch_with_auth(
     page.close()
     advance_clock(base, TWO_MINUTES)
     page = context.new_page()
-    problems = watch_for_problems(page, base)
+    problems = watch_for_problems(page, (API_401, f"{base}/api/me"))
     traffic = Traffic(page, base)
     before = len(handshakes(base))
     response = page.goto(f"{base}/dashboard")
@@ -236,7 +226,7 @@ def test_the_loop_guard_stops_a_failing_handshake_after_three_redirects(
 ) -> None:
     """A failing handshake: three round trips, the sign-in page says why; then it recovers."""
     base = example_url
-    problems = watch_for_problems(page, base)
+    problems = watch_for_problems(page, (API_401, f"{base}/api/me"))
     token = sign_in_as(page, base, "Ada Admin")
     advance_clock(base, TWO_MINUTES)
     traffic = Traffic(page, base)
