@@ -97,13 +97,19 @@ async def revocation_reason(store: RevocationStore, session_id: str) -> str | No
         return REVOCATION_LIST_UNAVAILABLE
 
 
+def _positive(value: float, message: str) -> float:
+    """``value`` as a float when it is a positive number (not a bool), else ``message``."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        raise ConfigurationError(message)
+    return float(value)
+
+
 def _check_lifetime(lifetime: float) -> float:
-    if not isinstance(lifetime, int | float) or isinstance(lifetime, bool) or not lifetime > 0:
-        raise ConfigurationError(
-            f"lifetime must be a positive number of seconds (got {lifetime!r}): at least the "
-            "longest session-token lifetime plus clock skew (default 65)."
-        )
-    return float(lifetime)
+    return _positive(
+        lifetime,
+        f"lifetime must be a positive number of seconds (got {lifetime!r}): at least the "
+        "longest session-token lifetime plus clock skew (default 65).",
+    )
 
 
 class RevocationList:
@@ -177,7 +183,8 @@ class RedisRevocationList:
         on_error: when Redis cannot be reached: ``"allow"`` (default) treats the session as not
             revoked and logs a warning at most once a minute, as Clerk's own tokens would be
             accepted; ``"refuse"`` answers 503 (``revocation-list-unavailable``).
-        clock: not used for lapsing (Redis keeps time); accepted for symmetry in tests.
+        clock: seconds, for spacing the unreachable-server warning (default
+            ``time.monotonic``); entries lapse by Redis's own clock.
 
     Each call is one round trip: ``SET ... PX`` to revoke, ``EXISTS`` to check, ``SET ... NX PX``
     to remember. Writes (``revoke``, ``remember``) raise :class:`RevocationListUnavailableError`
@@ -204,11 +211,9 @@ class RedisRevocationList:
             )
         if on_error not in ("allow", "refuse"):
             raise ConfigurationError(f"on_error must be 'allow' or 'refuse', got {on_error!r}.")
-        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0:
-            raise ConfigurationError(f"timeout must be a positive number, got {timeout!r}.")
+        self.timeout = _positive(timeout, f"timeout must be a positive number, got {timeout!r}.")
         self.lifetime = _check_lifetime(lifetime)
         self.prefix = prefix
-        self.timeout = float(timeout)
         self.on_error = on_error
         self._clock = clock or time.monotonic
         self._logged_at: float | None = None
