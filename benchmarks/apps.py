@@ -18,16 +18,25 @@ from fastapi import Depends, FastAPI
 from tokens import ISSUER, ORIGIN, STORE, Header
 
 from clerk_asgi import STATIC_ASSETS, ClerkMiddleware, Rule
+from clerk_asgi._config import cookie_suffix
 from clerk_asgi.testing import JWKSTransport
 
 PUBLIC_PATH = "/public"
 API_PATH = "/api/data"
+#: A server-rendered page: protected by the default rule, read with the session cookie.
+PAGE_PATH = "/dashboard"
 
 #: A publishable key for the benchmark's made-up instance: issuer https://clerk.bench.example,
 #: JWKS https://clerk.bench.example/.well-known/jwks.json (answered by a mock transport).
 PUBLISHABLE_KEY = (
     "pk_test_" + base64.b64encode(ISSUER.removeprefix("https://").encode() + b"$").decode()
 )
+
+#: The same instance in production, and a secret key: the handshake is on with both.
+LIVE_PUBLISHABLE_KEY = PUBLISHABLE_KEY.replace("pk_test_", "pk_live_", 1)
+SECRET_KEY = "sk_live_benchNotARealKey"  # noqa: S105 - never sent anywhere
+#: The suffix of clerk-js's suffixed cookies (``__session_<suffix>``) for the live key.
+COOKIE_SUFFIX = cookie_suffix(LIVE_PUBLISHABLE_KEY)
 
 #: A typical rule table: a few public pages, static files, an API.
 RULES = [
@@ -51,6 +60,10 @@ def build_app(dependency: Callable[..., Any] | None = None) -> FastAPI:
 
     @app.get(API_PATH, dependencies=guards)
     async def data() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get(PAGE_PATH)
+    async def page() -> dict[str, bool]:
         return {"ok": True}
 
     return app

@@ -159,6 +159,42 @@ def _with_token(token: str) -> list[tuple[bytes, bytes]]:
     return [*BROWSER_HEADERS, (b"authorization", b"Bearer " + token.encode())]
 
 
+#: What a browser sends on a page load of the app, besides its cookies.
+PAGE_HEADERS: list[tuple[bytes, bytes]] = [
+    *BROWSER_HEADERS[:2],
+    (b"accept", b"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+    *BROWSER_HEADERS[3:5],
+    (b"referer", tokens.ORIGIN.encode() + b"/"),
+    (b"sec-fetch-dest", b"document"),
+    (b"sec-fetch-mode", b"navigate"),
+    (b"sec-fetch-site", b"same-origin"),
+    (b"sec-fetch-user", b"?1"),
+    (b"upgrade-insecure-requests", b"1"),
+]
+
+
+def page_load(issued_at: int) -> Callable[[str], list[tuple[bytes, bytes]]]:
+    """A page load with the cookies clerk-js keeps: ``__session`` and ``__client_uat``, plain
+    and suffixed (the same values), beside a site's own cookies."""
+    uat, sfx = str(issued_at).encode(), apps.COOKIE_SUFFIX.encode()
+
+    def headers(token: str) -> list[tuple[bytes, bytes]]:
+        session = token.encode()
+        cookie = b"; ".join(
+            [
+                b"_ga=GA1.1.1234567890.1700000000",
+                b"theme=dark",
+                b"__session=" + session,
+                b"__session_" + sfx + b"=" + session,
+                b"__client_uat=" + uat,
+                b"__client_uat_" + sfx + b"=" + uat,
+            ]
+        )
+        return [*PAGE_HEADERS, (b"cookie", cookie)]
+
+    return headers
+
+
 def _feed(token: str | TokenFeed, n: int, headers: Callable[[str], _H]) -> list[_H]:
     """The headers of ``n`` requests: a new token each from a feed, else the same one."""
     if isinstance(token, TokenFeed):
@@ -166,11 +202,16 @@ def _feed(token: str | TokenFeed, n: int, headers: Callable[[str], _H]) -> list[
     return [headers(token)] * n
 
 
-def asgi_variant(app: ASGIApp, path: str, token: str | TokenFeed) -> Callable[[int], Batch]:
+def asgi_variant(
+    app: ASGIApp,
+    path: str,
+    token: str | TokenFeed,
+    headers: Callable[[str], list[tuple[bytes, bytes]]] = _with_token,
+) -> Callable[[int], Batch]:
     template = _scope(path)
 
     def prepare(n: int) -> Batch:
-        feed = _feed(token, n, _with_token)
+        feed = _feed(token, n, headers)
 
         async def batch() -> None:
             for headers in feed:
@@ -184,7 +225,12 @@ def asgi_variant(app: ASGIApp, path: str, token: str | TokenFeed) -> Callable[[i
 
 
 def asgi_check(
-    app: ASGIApp, path: str, token: str | TokenFeed, status: int, user: str | None
+    app: ASGIApp,
+    path: str,
+    token: str | TokenFeed,
+    status: int,
+    user: str | None,
+    headers: Callable[[str], list[tuple[bytes, bytes]]] = _with_token,
 ) -> Callable[[], Awaitable[str]]:
     """One request through the real app; raises unless it answers ``status`` (and
     ``x-user-id: user`` when given). Uses a token of the feed (so one fewer for timing)."""
@@ -192,7 +238,7 @@ def asgi_check(
     async def check() -> str:
         value = token.take(1)[0] if isinstance(token, TokenFeed) else token
         scope = _scope(path)
-        scope["headers"] = _with_token(value)
+        scope["headers"] = headers(value)
         sent: list[dict[str, Any]] = []
 
         async def send(message: Any) -> None:
@@ -200,9 +246,9 @@ def asgi_check(
 
         await app(scope, _receive, send)
         start = sent[0]
-        headers = dict(start.get("headers", []))
+        answered = dict(start.get("headers", []))
         body = b"".join(m.get("body", b"") for m in sent[1:])
-        got_user = headers.get(b"x-user-id", b"").decode() or None
+        got_user = answered.get(b"x-user-id", b"").decode() or None
         if start["status"] != status or (user is not None and got_user != user):
             raise RuntimeError(
                 f"{path}: expected {status} (user {user}), got {start['status']} "
@@ -442,7 +488,7 @@ def build(header: tokens.Header, pool: list[str], *, only: str | None = None) ->
     server = peers.JWKSServer(header)
     clients: list[httpx.AsyncClient] = []
     out: list[Variant] = []
-    api, public = apps.API_PATH, apps.PUBLIC_PATH
+    api, public, page = apps.API_PATH, apps.PUBLIC_PATH, apps.PAGE_PATH
 
     redis = LocalRedis()
 
@@ -456,6 +502,11 @@ def build(header: tokens.Header, pool: list[str], *, only: str | None = None) ->
         if kind == "ours-rl-redis":
             options = {"rules": apps.LIMITED_RULES, "rate_limit_storage": redis.url}
             return apps.with_clerk_asgi(header, **options)
+        if kind == "ours-live":  # a production instance: what the handshake costs there
+            return apps.with_clerk_asgi(header, publishable_key=apps.LIVE_PUBLISHABLE_KEY)
+        if kind == "ours-live-handshake":
+            options = {"publishable_key": apps.LIVE_PUBLISHABLE_KEY, "secret_key": apps.SECRET_KEY}
+            return apps.with_clerk_asgi(header, **options)
         if kind == "fca":
             return peers.with_fastapi_clerk_auth(server.url)
         return peers.with_clerk_backend_api(header)
@@ -465,6 +516,29 @@ def build(header: tokens.Header, pool: list[str], *, only: str | None = None) ->
     table_ = [
         ("baseline", "base", api, "repeat", 200, None, None, None, "no auth, /api/data"),
         ("baseline-public", "base", public, "repeat", 200, None, None, None, "no auth, /public"),
+        ("baseline-page", "base", page, "page", 200, None, None, None, "no auth, /dashboard"),
+        (
+            "ours-page",
+            "ours-live",
+            page,
+            "page",
+            200,
+            None,
+            "baseline-page",
+            None,
+            "clerk-asgi, page load, clerk-js's cookies, repeated token, handshake off",
+        ),
+        (
+            "ours-page-handshake",
+            "ours-live-handshake",
+            page,
+            "page",
+            200,
+            None,
+            "baseline-page",
+            None,
+            "clerk-asgi, page load, clerk-js's cookies, repeated token, handshake on",
+        ),
         (
             "ours-public",
             "ours",
@@ -620,7 +694,7 @@ def build(header: tokens.Header, pool: list[str], *, only: str | None = None) ->
                 continue
             app = app_for(kind)
             token: str | TokenFeed
-            if which == "repeat":
+            if which in ("repeat", "page"):
                 token = repeat_token
             elif which == "rejected":
                 token = rejected
@@ -630,8 +704,9 @@ def build(header: tokens.Header, pool: list[str], *, only: str | None = None) ->
                 token = TokenFeed(fresh)
             suffix = "" if mode == "asgi" else " (httpx)"
             if mode == "asgi":
-                prepare = asgi_variant(app, path, token)
-                check = asgi_check(app, path, token, status, uid)
+                headers = page_load(header.iat) if which == "page" else _with_token
+                prepare = asgi_variant(app, path, token, headers)
+                check = asgi_check(app, path, token, status, uid, headers)
                 if kind == "ours-rl-redis":
                     check = redis.started_before(check)
             else:

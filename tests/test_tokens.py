@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import pytest
 
-from clerk_asgi._request import session_cookie, token_from_authorization
+from clerk_asgi._request import (
+    MAX_CACHED_COOKIE_HEADER,
+    _parse_cached,
+    clerk_cookies,
+    session_cookie,
+    token_from_authorization,
+)
 
 T = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyXzEifQ.c2ln"  # a token-shaped string
 F = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJmb3JnZWQifQ.Zm9yZ2Vk"  # another one, "forged"
@@ -114,3 +120,22 @@ def test_session_cookie(headers: list[bytes], expected: str | None) -> None:
 def test_session_cookie_reads_another_name() -> None:
     """The cookie name is a parameter; other names are then ignored."""
     assert session_cookie([f"__session={F}; __session_Qvf={T}".encode()], "__session_Qvf") == T
+
+
+def test_a_repeated_cookie_header_is_read_once() -> None:
+    """The same header bytes give the same read-only parse, shared between requests."""
+    header = f"_ga=GA1.1.1; __session={T}; __client_uat=1700000000".encode()
+    first = clerk_cookies([header])
+    again = clerk_cookies([bytes(bytearray(header))])  # equal bytes, another object
+    assert again is first
+    assert dict(first) == {"__session": T, "__client_uat": "1700000000"}
+
+
+def test_long_or_several_cookie_headers_are_read_every_time() -> None:
+    """Headers over 8 KiB, and several Cookie headers, are parsed but never kept."""
+    before = _parse_cached.cache_info().currsize
+    long = f"pad={'x' * MAX_CACHED_COOKIE_HEADER}; __session={T}".encode()
+    assert session_cookie([long]) == T
+    assert session_cookie([b"a=1", f"__session={T}".encode()]) == T
+    assert clerk_cookies([long]) is not clerk_cookies([long])
+    assert _parse_cached.cache_info().currsize == before

@@ -165,12 +165,14 @@ class ClerkMiddleware:
         cookies: tuple[str, ...] = ()
         # Clerk's cookie flow: no token in an Authorization header, not the proxied Frontend API.
         if flow is not None and request.token is None and rule is not self.config.proxy_rule:
-            auth, cookies, handshake = await flow.authenticate(request)
-            if handshake is not None:  # to Clerk's Frontend API, or back to the clean URL
-                # Protocol redirects, not refusals: no on_refusal hook may replace them.
-                await send_refusal(scope, receive, send, handshake, None)
-                return
-            auth = self._same_site(request, auth)
+            known = flow.known(request) if self.config.revocation_list is None else None
+            if known is None:
+                known, cookies, handshake = await flow.authenticate(request)
+                if handshake is not None:  # to Clerk's Frontend API, or back to the clean URL
+                    # Protocol redirects, not refusals: no on_refusal hook may replace them.
+                    await send_refusal(scope, receive, send, handshake, None)
+                    return
+            auth = self._same_site(request, known)
         else:
             auth = self._known_auth(request) or await self._authenticate(request)
             if auth.session_id is not None and self.config.revocation_list is not None:

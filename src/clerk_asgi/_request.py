@@ -17,8 +17,9 @@ decision (a redirect or a 401) and never grants access.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from contextlib import suppress
+from functools import lru_cache
 from typing import Any, Final, Literal
 from urllib.parse import quote, unquote
 
@@ -63,21 +64,23 @@ def token_from_authorization(value: str) -> str | None:
 
 
 def session_cookie(headers: list[bytes], name: str = "__session") -> str | None:
-    """The value of the first ``name`` cookie across the raw ``Cookie`` headers (None if empty)."""
-    for raw in headers:
-        text = raw.decode("latin-1")
-        if name not in text:
-            continue
-        for pair in text.split(";"):
-            key, sep, value = pair.partition("=")
-            if sep and key.strip() == name:
-                return _cookie_value(value) or None
-    return None
+    """The value of the first ``name`` cookie (a Clerk name, starting with ``__``) across the
+    raw ``Cookie`` headers; None when absent or empty."""
+    return clerk_cookies(headers).get(name)
 
 
-def clerk_cookies(headers: list[bytes]) -> dict[str, str]:
+def clerk_cookies(headers: list[bytes]) -> Mapping[str, str]:
     """Every cookie whose name starts with ``__`` (Clerk's), by name, the first of each name
-    winning, read as :func:`session_cookie` reads one; empty values are left out."""
+    winning; empty values are left out. Read-only: one request's Cookie header is read once
+    per process (see :func:`_parse_cached`)."""
+    if len(headers) == 1 and len(headers[0]) <= MAX_CACHED_COOKIE_HEADER:
+        return _parse_cached(headers[0])
+    return _parse(headers)
+
+
+def _parse(headers: Iterable[bytes]) -> dict[str, str]:
+    """Split each header on ``;`` first and decode each value after (an encoded ``%3B`` never
+    forges a cookie); a name is stripped, a pair without ``=`` is skipped."""
     found: dict[str, str] = {}
     for raw in headers:
         for pair in raw.decode("latin-1").split(";"):
@@ -86,6 +89,20 @@ def clerk_cookies(headers: list[bytes]) -> dict[str, str]:
             if sep and key.startswith("__") and key not in found:
                 found[key] = _cookie_value(value)
     return {name: value for name, value in found.items() if value}
+
+
+#: A browser sends the same Cookie header until a cookie changes (Clerk's session token: every
+#: minute or so), so the parse of recent headers is kept: a hash and a lookup instead of
+#: splitting a header of several kilobytes. At most this many headers of at most 8 KiB each.
+COOKIE_CACHE_SIZE: Final = 1024
+MAX_CACHED_COOKIE_HEADER: Final = 8192
+
+
+@lru_cache(maxsize=COOKIE_CACHE_SIZE)
+def _parse_cached(raw: bytes) -> Mapping[str, str]:
+    """:func:`_parse` of one header, shared by every request that sends the same one (the
+    result is a pure function of the bytes, and never mutated)."""
+    return _parse((raw,))
 
 
 def _cookie_value(value: str) -> str:
@@ -208,7 +225,7 @@ class Incoming:
         accept = headers.get(b"accept")
         return (
             accept is not None
-            and b"text/html" in accept
+            and accept.find(b"text/html") >= 0  # cheaper than ``in`` for bytes
             and headers.get(b"x-requested-with") is None
         )
 
