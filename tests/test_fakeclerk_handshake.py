@@ -31,15 +31,19 @@ from .conftest import NOW
 pytestmark = pytest.mark.anyio
 
 NONCE = re.compile(r"[A-Za-z0-9_-]{32}")
-CLEARED = [
-    "__clerk_handshake=; Path=/; Max-Age=0",
-    "__clerk_handshake_nonce=; Path=/; Max-Age=0",
-]
-SIGNED_OUT = [
-    *CLEARED,
-    "__session=; Path=/; Max-Age=0",
-    f"__client_uat=0; Path=/; Max-Age={TEN_YEARS}; Secure; SameSite=Lax",
-]
+
+
+def signed_out(domain: str = "") -> list[str]:
+    """The directives of a signed-out handshake answer (unsuffixed), as :func:`signed_in`."""
+    return [
+        f"__clerk_handshake=; Path=/{domain}; Max-Age=0",
+        f"__clerk_handshake_nonce=; Path=/{domain}; Max-Age=0",
+        "__session=; Path=/; Max-Age=0",
+        f"__client_uat=0; Path=/; Max-Age={TEN_YEARS}; Secure; SameSite=Lax",
+    ]
+
+
+SIGNED_OUT = signed_out()
 
 
 def make(
@@ -48,13 +52,21 @@ def make(
     return FakeClerk(key=key, clock=clock, instance=instance, **options)
 
 
-def signed_in(session_jwt: str, uat: int = int(NOW), secure: str = "; Secure") -> list[str]:
-    """The directives of a signed-in handshake answer (unsuffixed)."""
+def signed_in(
+    session_jwt: str, uat: int = int(NOW), secure: str = "; Secure", domain: str = ""
+) -> list[str]:
+    """The directives of a signed-in handshake answer (unsuffixed); in production the transport
+    cookies are cleared with the ``Domain`` they were set with (``SHARED``)."""
     return [
-        *CLEARED,
+        f"__clerk_handshake=; Path=/{domain}; Max-Age=0",
+        f"__clerk_handshake_nonce=; Path=/{domain}; Max-Age=0",
         f"__session={session_jwt}; Path=/{secure}; SameSite=Lax",
         f"__client_uat={uat}; Path=/; Max-Age={TEN_YEARS}{secure}; SameSite=Lax",
     ]
+
+
+#: The Domain a production handshake's directives carry: the app's and the FAPI's parent.
+SHARED = "; Domain=example.test"
 
 
 def nonce_in_query(location: str) -> str:
@@ -124,7 +136,7 @@ async def test_prod_signed_in_nonce_comes_back_in_a_cookie(key: KeyPair, clock: 
     )
     directives = (await payload(fake, nonce)).json()["directives"]
     session_jwt = directive_value(directives[2])
-    assert directives == signed_in(session_jwt)
+    assert directives == signed_in(session_jwt, domain=SHARED)
     claims = verified(fake, session_jwt)
     assert (claims["sub"], claims["azp"]) == (user_id, "https://app.example.test")
 
@@ -143,7 +155,8 @@ async def test_signed_out_browser(key: KeyPair, clock: FakeClock, instance: Any)
         if instance == "development"
         else directive_value(r.headers["set-cookie"])
     )
-    assert (await payload(fake, nonce)).json() == {"directives": SIGNED_OUT}
+    domain = SHARED if instance == "production" else ""
+    assert (await payload(fake, nonce)).json() == {"directives": signed_out(domain)}
     call = fake.handshakes[-1]
     assert (call.signed_in, call.client_id, call.session_id) == (False, None, None)
 
@@ -166,7 +179,8 @@ async def test_an_ended_session_signs_the_browser_out(
         if instance == "development"
         else directive_value(r.headers["set-cookie"])
     )
-    assert (await payload(fake, nonce)).json() == {"directives": SIGNED_OUT}
+    domain = SHARED if instance == "production" else ""
+    assert (await payload(fake, nonce)).json() == {"directives": signed_out(domain)}
     assert (fake.handshakes[-1].signed_in, fake.handshakes[-1].client_id) == (False, client.id)
 
 
@@ -277,7 +291,9 @@ async def test_format_token_carries_a_signed_handshake_jwt(
     header, body = decode(token)
     assert header == {"alg": "RS256", "kid": "k1", "typ": "JWT", "cat": "cl_B7d4PD111AAA"}
     assert verified(fake, token) == body
-    assert body == {"handshake": signed_in(directive_value(body["handshake"][2]))}
+    domain = SHARED if instance == "production" else ""
+    session_jwt = directive_value(body["handshake"][2])
+    assert body == {"handshake": signed_in(session_jwt, domain=domain)}
     assert fake.handshakes[-1].format == "token"
 
 

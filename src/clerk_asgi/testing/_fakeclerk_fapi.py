@@ -278,14 +278,23 @@ def _shared_domain(fapi_host: str, app_host: str) -> str | None:
 
 
 def directives(
-    fake: FakeClerk, session: FakeSession | None, *, secure: bool, suffixed: bool, azp: str | None
+    fake: FakeClerk,
+    session: FakeSession | None,
+    *,
+    secure: bool,
+    suffixed: bool,
+    azp: str | None,
+    domain: str | None = None,
 ) -> tuple[str, ...]:
     """The ``Set-Cookie`` directives of a handshake, as Clerk's FAPI sends them: a fresh
-    ``__session`` and ``__client_uat`` (or their clearing), the transport cookies cleared."""
+    ``__session`` and ``__client_uat`` (or their clearing), for the app's host; the transport
+    cookies cleared with the ``Domain`` they were set with (a clearing without it would not
+    reach them, and the browser would send a used nonce for another minute)."""
     flag = "Secure" if secure else ""
+    at = f"Domain={domain}" if domain else ""
     out = [
-        cookie("__clerk_handshake", "", "Path=/", "Max-Age=0"),
-        cookie("__clerk_handshake_nonce", "", "Path=/", "Max-Age=0"),
+        cookie("__clerk_handshake", "", "Path=/", at, "Max-Age=0"),
+        cookie("__clerk_handshake_nonce", "", "Path=/", at, "Max-Age=0"),
     ]
     jwt = uat = ""
     if session is not None:
@@ -326,12 +335,19 @@ async def handshake(fake: FakeClerk, request: Request, params: dict[str, str]) -
     client = fake._client_of(request)
     session = fake._active_session(client)
     azp = fake.origin or f"{target.scheme}://{target.netloc}"
+    # Production: the transport cookie is set for the domain the FAPI and the app share, and
+    # the directives carry that Domain. Development: the app sets them itself, host-only.
+    production = fake.instance != "development"
+    domain = (
+        _shared_domain(request.url.hostname or "", target.hostname or "") if production else None
+    )
     found = directives(
         fake,
         session,
         secure=target.scheme == "https",
         suffixed=query.get("suffixed_cookies") == "true",
         azp=azp,
+        domain=domain,
     )
     if fmt == "nonce":
         name, value = "__clerk_handshake_nonce", secrets.token_urlsafe(24)
@@ -351,7 +367,6 @@ async def handshake(fake: FakeClerk, request: Request, params: dict[str, str]) -
     if fake.instance == "development":
         headers["location"] = _with_query(redirect_url, name, value)
         return Response(status_code=307, headers=headers)
-    domain = _shared_domain(request.url.hostname or "", target.hostname or "")
     transport = cookie(
         name,
         value,
