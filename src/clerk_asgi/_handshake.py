@@ -191,11 +191,8 @@ class CookieFlow:
         # bytes.find, not ``in``: CPython's ``bytes in bytes`` first tries the needle as an
         # integer and raises (and clears) a TypeError, a few thousand instructions each time.
         cookies = request.cookies
-        if (
-            self._development
-            or cookies is None
-            or request.scope["query_string"].find(b"__clerk") >= 0
-        ):
+        query: bytes = request.scope.get("query_string", b"")
+        if self._development or cookies is None or query.find(b"__clerk") >= 0:
             return None
         jar = clerk_cookies(cookies)
         if "__clerk_handshake_nonce" in jar or "__clerk_handshake" in jar:
