@@ -502,10 +502,11 @@ def build(header: tokens.Header, pool: list[str], *, only: str | None = None) ->
         if kind == "ours-rl-redis":
             options = {"rules": apps.LIMITED_RULES, "rate_limit_storage": redis.url}
             return apps.with_clerk_asgi(header, **options)
-        if kind == "ours-live":  # a production instance: what the handshake costs there
-            return apps.with_clerk_asgi(header, publishable_key=apps.LIVE_PUBLISHABLE_KEY)
-        if kind == "ours-live-handshake":
-            options = {"publishable_key": apps.LIVE_PUBLISHABLE_KEY, "secret_key": apps.SECRET_KEY}
+        if kind in ("ours-live", "ours-live-handshake"):  # a production instance
+            handshake = kind == "ours-live-handshake"
+            options = {"publishable_key": apps.LIVE_PUBLISHABLE_KEY, "handshake": handshake}
+            if handshake:
+                options["secret_key"] = apps.SECRET_KEY
             return apps.with_clerk_asgi(header, **options)
         if kind == "fca":
             return peers.with_fastapi_clerk_auth(server.url)
