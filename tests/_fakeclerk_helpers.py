@@ -20,6 +20,15 @@ FAPI = "https://clerk.example.test"
 #: A ``redirect_url`` on the app, with a query and a fragment to keep.
 REDIRECT = "https://app.example.test/dashboard?tab=1#top"
 TEN_YEARS = 315_360_000
+#: Two devices' User-Agents (what the fake records as a session's latest activity).
+CHROME_MAC = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/128.0.6613.84 Safari/537.36"
+)
+SAFARI_IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+    "Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
+)
 
 
 @asynccontextmanager

@@ -24,6 +24,7 @@ from clerk_asgi import ClerkConfig
 from clerk_asgi.backend import ClerkBackend, RevocationList, Session
 from clerk_asgi.testing import FakeClerk, FakeClock, KeyPair, mint_session_token, sign_webhook
 
+from ._fakeclerk_helpers import CHROME_MAC, SAFARI_IPHONE
 from .conftest import NOW
 from .test_example import (
     NAVIGATION,
@@ -36,14 +37,6 @@ from .test_example import (
 
 pytestmark = pytest.mark.anyio
 
-CHROME_MAC = (
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/128.0.6613.84 Safari/537.36"
-)
-SAFARI_IPHONE = (
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
-    "Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
-)
 REVOKED = "session-revoked"
 REVOKED_401 = {
     "error": "unauthorized",

@@ -7,11 +7,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import httpx
-import jwt
 import pytest
 from clerk_backend_api import Clerk, models
 
 from clerk_asgi.testing import FakeClerk, FakeClock, KeyPair
+
+from ._fakeclerk_helpers import verified
 
 pytestmark = pytest.mark.anyio
 
@@ -34,16 +35,6 @@ async def sdk(fake: FakeClerk) -> AsyncIterator[Clerk]:
         yield Clerk(
             bearer_auth=fake.secret_key, server_url=fake.api_url + "/v1", async_client=client
         )
-
-
-def claims(fake: FakeClerk, token: str) -> dict[str, object]:
-    decoded: dict[str, object] = jwt.decode(
-        token,
-        fake.key.public_pem,
-        algorithms=["RS256"],
-        options={"verify_exp": False, "verify_iat": False, "verify_nbf": False},
-    )
-    return decoded
 
 
 async def test_get_session(fake: FakeClerk, sdk: Clerk, clock: FakeClock) -> None:
@@ -104,7 +95,7 @@ async def test_create_token(fake: FakeClerk, sdk: Clerk, clock: FakeClock) -> No
     default = await sdk.sessions.create_token_async(session_id=session_id)
     assert default.object == models.CreateSessionTokenObject.TOKEN
     assert default.jwt is not None
-    payload = claims(fake, default.jwt)
+    payload = verified(fake, default.jwt)
     assert (payload["sid"], payload["sub"], payload["exp"]) == (
         session_id,
         user_id,
@@ -112,7 +103,7 @@ async def test_create_token(fake: FakeClerk, sdk: Clerk, clock: FakeClock) -> No
     )
     longer = await sdk.sessions.create_token_async(session_id=session_id, expires_in_seconds=120)
     assert longer.jwt is not None
-    assert claims(fake, longer.jwt)["exp"] == int(clock.now) + 120
+    assert verified(fake, longer.jwt)["exp"] == int(clock.now) + 120
 
 
 async def test_create_token_from_template(fake: FakeClerk, sdk: Clerk, clock: FakeClock) -> None:
@@ -123,7 +114,7 @@ async def test_create_token_from_template(fake: FakeClerk, sdk: Clerk, clock: Fa
         session_id=session_id, template_name="supabase", expires_in_seconds=300
     )
     assert answer.jwt is not None
-    payload = claims(fake, answer.jwt)
+    payload = verified(fake, answer.jwt)
     assert (payload["sub"], payload["role"], payload["email"], payload["exp"]) == (
         user_id,
         "authenticated",

@@ -24,21 +24,13 @@ from clerk_asgi.testing._fakeclerk import FakeWebhook
 from clerk_asgi.testing._fakeclerk_fapi import session_activity
 from clerk_asgi.webhooks import verify_webhook
 
-from ._fakeclerk_helpers import ORIGIN, bapi, browser, sign_in
+from ._fakeclerk_helpers import CHROME_MAC, ORIGIN, SAFARI_IPHONE, bapi, browser, sign_in
 from .conftest import NOW
 
 pytestmark = pytest.mark.anyio
 
 HOOK_PATH = "/api/webhooks/clerk"
 SVIX_ID = re.compile(r"msg_[A-Za-z0-9]{27}")
-CHROME_MAC = (
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/128.0.6613.84 Safari/537.36"
-)
-SAFARI_IPHONE = (
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
-    "Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
-)
 
 
 class Endpoint:
