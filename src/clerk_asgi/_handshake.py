@@ -173,13 +173,12 @@ class CookieFlow:
         self._session_name = f"__session{self._suffix}"
         self._client_uat_name = f"__client_uat{self._suffix}"
 
-    async def authenticate(self, request: Incoming) -> Outcome:
-        """The outcome of the cookie flow for ``request`` (no token in an Authorization header)."""
-        auth = self.known(request)
-        if auth is not None:
-            revoked = await self._revoked(auth)
-            if revoked is None:
-                return Outcome(auth)
+    async def authenticate(self, request: Incoming, known: Auth | None) -> Outcome:
+        """The outcome of the cookie flow for ``request`` (no token in an Authorization header),
+        given what :meth:`known` found: that Auth when its session is not revoked, else the
+        whole flow."""
+        if known is not None and await self._revoked(known) is None:
+            return Outcome(known)
         return await self._evaluate(request)
 
     def known(self, request: Incoming) -> Auth | None:

@@ -165,9 +165,9 @@ class ClerkMiddleware:
         cookies: tuple[str, ...] = ()
         # Clerk's cookie flow: no token in an Authorization header, not the proxied Frontend API.
         if flow is not None and request.token is None and rule is not self.config.proxy_rule:
-            known = flow.known(request) if self.config.revocation_list is None else None
-            if known is None:
-                known, cookies, handshake = await flow.authenticate(request)
+            known = flow.known(request)  # a verified session, without I/O
+            if known is None or self.config.revocation_list is not None:
+                known, cookies, handshake = await flow.authenticate(request, known)
                 if handshake is not None:  # to Clerk's Frontend API, or back to the clean URL
                     # Protocol redirects, not refusals: no on_refusal hook may replace them.
                     await send_refusal(scope, receive, send, handshake, None)
